@@ -1,0 +1,35 @@
+"""fuseshim: a fast Python binding over libfuse3 that mounts with
+synchronous FUSE_INIT (Linux >= 6.18) where it can, classically where not."""
+from __future__ import annotations
+
+from ._core import (EntryAttributes, FileInfo, FUSEError, PollHandle, ReaddirToken,
+                    RequestContext, SetattrFields, StatvfsData, build_features,
+                    libfuse_version, readdir_reply)
+from .errors import FuseshimError, InitError, InitTimeout, MountError, SyncInitUnavailable
+from .kernel import SyncInitProbe, probe_sync_init
+from .mount import Mount, mount
+from .operations import Operations
+
+__version__ = '0.1.0'
+ROOT_INODE = 1
+
+__all__ = [
+    'EntryAttributes', 'FileInfo', 'FUSEError', 'FuseshimError', 'InitError', 'InitTimeout',
+    'Mount', 'MountError', 'Operations', 'PollHandle', 'ROOT_INODE', 'ReaddirToken',
+    'RequestContext', 'SetattrFields', 'StatvfsData', 'SyncInitProbe', 'SyncInitUnavailable',
+    'features', 'libfuse_version', 'mount', 'probe_sync_init', 'readdir_reply',
+]
+
+
+def features() -> dict:
+    """What this build and the running kernel support."""
+    from .kernel import has_cap_sys_admin
+    probe = probe_sync_init()
+    feats = build_features()
+    feats.update({
+        'libfuse_runtime_version': libfuse_version(),
+        'sync_init': probe.supported,
+        'sync_init_reason': probe.reason,
+        'cap_sys_admin': has_cap_sys_admin(),
+    })
+    return feats

@@ -1,0 +1,452 @@
+# The C callbacks libfuse calls for each request, and the replies.
+#
+# Every callback follows one shape: build the handler's arguments, call the
+# handler (GIL taken only here), then either reply at once (plain function)
+# or hand the coroutine to the event loop, whose completion callback replies
+# from the loop thread (libfuse allows replies from any thread).
+
+cdef enum Op:
+    OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKNOD, OP_MKDIR,
+    OP_UNLINK, OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE,
+    OP_FLUSH, OP_RELEASE, OP_FSYNC, OP_OPENDIR, OP_READDIR, OP_RELEASEDIR, OP_FSYNCDIR,
+    OP_STATFS, OP_SETXATTR, OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR, OP_ACCESS,
+    OP_CREATE, OP_GETLK, OP_SETLK, OP_BMAP, OP_IOCTL, OP_POLL, OP_RETRIEVE_REPLY,
+    OP_FLOCK, OP_FALLOCATE, OP_COPY_FILE_RANGE, OP_LSEEK, OP_COUNT
+
+# Operations method name per Op, in enum order.
+OP_NAMES = ('lookup', 'forget', 'getattr', 'setattr', 'readlink', 'mknod', 'mkdir',
+            'unlink', 'rmdir', 'symlink', 'rename', 'link', 'open', 'read', 'write',
+            'flush', 'release', 'fsync', 'opendir', 'readdir', 'releasedir', 'fsyncdir',
+            'statfs', 'setxattr', 'getxattr', 'listxattr', 'removexattr', 'access',
+            'create', 'getlk', 'setlk', 'bmap', 'ioctl', 'poll', 'retrieve_reply',
+            'flock', 'fallocate', 'copy_file_range', 'lseek')
+
+cdef struct ReqState:
+    # Per-request data the reply needs (copied for coroutine handlers,
+    # because libfuse's fuse_file_info pointer dies with the callback).
+    fuse_file_info fi
+    size_t size
+
+
+cdef inline Session _session(fuse_req_t req):
+    return <Session>fuse_req_userdata(req)
+
+
+cdef inline void _call(Session s, fuse_req_t req, int op, tuple args,
+                       ReqState *st, object aux) noexcept:
+    """Run handler ``op`` with ``args`` and reply (GIL held)."""
+    try:
+        res = (<object>PyList_GET_ITEM(s.handlers, op))(*args)
+        if s.is_async[op]:
+            s._submit(req, op, res, st, aux)
+            return
+        _reply(s, req, op, res, st, aux)
+    except BaseException as exc:
+        s._reply_exception(req, op, exc)
+
+
+cdef object _as_bytes(object v):
+    if isinstance(v, bytes):
+        return v
+    if isinstance(v, str):
+        return os.fsencode(v)
+    return bytes(v)
+
+
+cdef int _reply(Session s, fuse_req_t req, int op, object res, ReqState *st,
+                object aux) except -1:
+    """Turn a handler's result into the libfuse reply for ``op``."""
+    cdef EntryAttributes ea
+    cdef FileInfo finfo
+    cdef StatvfsData sv
+    cdef statvfs stv
+    cdef flock lk
+    cdef ReaddirToken tok
+    cdef const unsigned char[::1] view
+    cdef bytes b
+    cdef int rc = 0
+    if op == OP_GETATTR or op == OP_SETATTR:
+        ea = <EntryAttributes?>res
+        rc = fuse_reply_attr(req, &ea.e.attr, ea.e.attr_timeout)
+    elif op == OP_LOOKUP or op == OP_MKNOD or op == OP_MKDIR or op == OP_SYMLINK or op == OP_LINK:
+        ea = <EntryAttributes?>res
+        rc = fuse_reply_entry(req, &ea.e)
+    elif op == OP_READ:
+        if isinstance(res, bytes):
+            rc = fuse_reply_buf(req, PyBytes_AS_STRING(res), PyBytes_GET_SIZE(res))
+        else:
+            view = res
+            rc = fuse_reply_buf(req, <const char*>&view[0] if view.shape[0] else NULL, view.shape[0])
+    elif op == OP_WRITE or op == OP_COPY_FILE_RANGE:
+        rc = fuse_reply_write(req, res)
+    elif op == OP_READDIR:
+        tok = <ReaddirToken>aux
+        tok.closed = True
+        rc = fuse_reply_buf(req, tok.buf, tok.pos)
+    elif op == OP_OPEN or op == OP_OPENDIR:
+        if isinstance(res, FileInfo):
+            finfo = <FileInfo>res
+            finfo._apply(&st.fi)
+            if finfo.backing_fd >= 0:
+                s._attach_backing(req, &st.fi, finfo.backing_fd)
+        else:  # pyfuse3's opendir returns the handle itself
+            st.fi.fh = res
+        rc = fuse_reply_open(req, &st.fi)
+    elif op == OP_CREATE:
+        finfo, ea = res
+        finfo._apply(&st.fi)
+        if finfo.backing_fd >= 0:
+            s._attach_backing(req, &st.fi, finfo.backing_fd)
+        rc = fuse_reply_create(req, &ea.e, &st.fi)
+    elif op == OP_READLINK:
+        b = _as_bytes(res)
+        rc = fuse_reply_readlink(req, b)
+    elif op == OP_STATFS:
+        sv = <StatvfsData?>res
+        memset(&stv, 0, sizeof(stv))
+        stv.f_bsize = sv.f_bsize
+        stv.f_frsize = sv.f_frsize
+        stv.f_blocks = sv.f_blocks
+        stv.f_bfree = sv.f_bfree
+        stv.f_bavail = sv.f_bavail
+        stv.f_files = sv.f_files
+        stv.f_ffree = sv.f_ffree
+        stv.f_favail = sv.f_favail
+        stv.f_namemax = sv.f_namemax
+        rc = fuse_reply_statfs(req, &stv)
+    elif op == OP_GETXATTR or op == OP_LISTXATTR:
+        if op == OP_LISTXATTR:
+            b = b''.join([_as_bytes(n) + b'\0' for n in res])
+        else:
+            b = _as_bytes(res)
+        if st.size == 0:
+            rc = fuse_reply_xattr(req, len(b))
+        elif <size_t>len(b) > st.size:
+            rc = fuse_reply_err(req, errno.ERANGE)
+        else:
+            rc = fuse_reply_buf(req, b, len(b))
+    elif op == OP_ACCESS:
+        # pyfuse3 semantics: a false result denies.
+        rc = fuse_reply_err(req, 0 if (res is None or res) else errno.EACCES)
+    elif op == OP_GETLK:
+        memset(&lk, 0, sizeof(lk))
+        lk.l_type, lk.l_start, end, lk.l_pid = res
+        lk.l_whence = 0
+        lk.l_len = 0 if end < 0 else end - lk.l_start + 1
+        rc = fuse_reply_lock(req, &lk)
+    elif op == OP_BMAP:
+        rc = fuse_reply_bmap(req, res)
+    elif op == OP_IOCTL:
+        if isinstance(res, tuple):
+            result, b = res[0], _as_bytes(res[1])
+        else:
+            result, b = 0, _as_bytes(res if res is not None else b'')
+        rc = fuse_reply_ioctl(req, result, <const char*>b if len(b) else NULL, len(b))
+    elif op == OP_POLL:
+        rc = fuse_reply_poll(req, res)
+    elif op == OP_LSEEK:
+        rc = fuse_reply_lseek(req, res)
+    elif op == OP_FORGET or op == OP_RETRIEVE_REPLY:
+        fuse_reply_none(req)
+    else:  # operations whose success carries no data
+        rc = fuse_reply_err(req, 0)
+    if rc < 0 and rc != -errno.ENOENT:  # ENOENT: the request was interrupted meanwhile
+        log.warning('fuseshim: replying to %s failed: %s', OP_NAMES[op], os.strerror(-rc))
+    return 0
+
+
+# ---------------------------------------------------------------- init/destroy
+
+cdef void ll_init(void *userdata, fuse_conn_info *conn) noexcept with gil:
+    (<Session>userdata)._on_init(conn)
+
+cdef void ll_destroy(void *userdata) noexcept with gil:
+    (<Session>userdata)._on_destroy()
+
+
+# ---------------------------------------------------------------- callbacks
+
+cdef inline object _name(const char *name):
+    return PyBytes_FromString(name)
+
+cdef void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) noexcept with gil:
+    _call(_session(req), req, OP_LOOKUP, (parent, _name(name), _make_ctx(req)), NULL, None)
+
+cdef void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) noexcept with gil:
+    _call(_session(req), req, OP_FORGET, ([(ino, nlookup)],), NULL, None)
+
+cdef void ll_forget_multi(fuse_req_t req, size_t count, fuse_forget_data *forgets) noexcept with gil:
+    items = [(forgets[i].ino, forgets[i].nlookup) for i in range(count)]
+    _call(_session(req), req, OP_FORGET, (items,), NULL, None)
+
+cdef void ll_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) noexcept with gil:
+    _call(_session(req), req, OP_GETATTR, (ino, _make_ctx(req)), NULL, None)
+
+cdef void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct_stat *attr, int to_set,
+                     fuse_file_info *fi) noexcept with gil:
+    cdef EntryAttributes ea = EntryAttributes.__new__(EntryAttributes)
+    cdef SetattrFields f = SetattrFields.__new__(SetattrFields)
+    cdef timespec now
+    ea.e.attr = attr[0]
+    ea.e.ino = ino
+    f.update_mode = bool(to_set & FUSE_SET_ATTR_MODE)
+    f.update_uid = bool(to_set & FUSE_SET_ATTR_UID)
+    f.update_gid = bool(to_set & FUSE_SET_ATTR_GID)
+    f.update_size = bool(to_set & FUSE_SET_ATTR_SIZE)
+    f.update_atime = bool(to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW))
+    f.update_mtime = bool(to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))
+    f.update_ctime = bool(to_set & FUSE_SET_ATTR_CTIME)
+    if to_set & (FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW):
+        clock_gettime(CLOCK_REALTIME, &now)
+        if to_set & FUSE_SET_ATTR_ATIME_NOW:
+            ea.e.attr.st_atim = now
+        if to_set & FUSE_SET_ATTR_MTIME_NOW:
+            ea.e.attr.st_mtim = now
+    fh = fi.fh if fi is not NULL else None
+    _call(_session(req), req, OP_SETATTR, (ino, ea, f, fh, _make_ctx(req)), NULL, None)
+
+cdef void ll_readlink(fuse_req_t req, fuse_ino_t ino) noexcept with gil:
+    _call(_session(req), req, OP_READLINK, (ino, _make_ctx(req)), NULL, None)
+
+cdef void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                   dev_t rdev) noexcept with gil:
+    _call(_session(req), req, OP_MKNOD, (parent, _name(name), mode, rdev, _make_ctx(req)), NULL, None)
+
+cdef void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) noexcept with gil:
+    _call(_session(req), req, OP_MKDIR, (parent, _name(name), mode, _make_ctx(req)), NULL, None)
+
+cdef void ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) noexcept with gil:
+    _call(_session(req), req, OP_UNLINK, (parent, _name(name), _make_ctx(req)), NULL, None)
+
+cdef void ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) noexcept with gil:
+    _call(_session(req), req, OP_RMDIR, (parent, _name(name), _make_ctx(req)), NULL, None)
+
+cdef void ll_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+                     const char *name) noexcept with gil:
+    _call(_session(req), req, OP_SYMLINK, (parent, _name(name), _name(link), _make_ctx(req)), NULL, None)
+
+cdef void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                    const char *newname, unsigned int flags) noexcept with gil:
+    _call(_session(req), req, OP_RENAME,
+          (parent, _name(name), newparent, _name(newname), flags, _make_ctx(req)), NULL, None)
+
+cdef void ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+                  const char *newname) noexcept with gil:
+    _call(_session(req), req, OP_LINK, (ino, newparent, _name(newname), _make_ctx(req)), NULL, None)
+
+cdef void ll_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) noexcept with gil:
+    cdef ReqState st
+    st.fi = fi[0]
+    _call(_session(req), req, OP_OPEN, (ino, fi.flags, _make_ctx(req)), &st, None)
+
+cdef void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                  fuse_file_info *fi) noexcept with gil:
+    _call(_session(req), req, OP_READ, (fi.fh, off, size), NULL, None)
+
+cdef void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                   fuse_file_info *fi) noexcept with gil:
+    _call(_session(req), req, OP_WRITE, (fi.fh, off, PyBytes_FromStringAndSize(buf, size)), NULL, None)
+
+cdef void ll_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec *bufv, off_t off,
+                       fuse_file_info *fi) noexcept with gil:
+    # Gathers the (possibly spliced) request data into one bytes object.
+    cdef size_t size = fuse_buf_size(bufv)
+    cdef bytes data = PyBytes_FromStringAndSize(NULL, size)
+    cdef fuse_bufvec dst
+    memset(&dst, 0, sizeof(dst))
+    dst.count = 1
+    dst.buf[0].size = size
+    dst.buf[0].mem = PyBytes_AS_STRING(data)
+    cdef ssize_t n
+    with nogil:
+        n = fuse_buf_copy(&dst, bufv, <fuse_buf_copy_flags>0)
+    if n < 0:
+        fuse_reply_err(req, -n)
+        return
+    if <size_t>n != size:
+        data = data[:n]
+    _call(_session(req), req, OP_WRITE, (fi.fh, off, data), NULL, None)
+
+cdef void ll_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) noexcept with gil:
+    _call(_session(req), req, OP_FLUSH, (fi.fh,), NULL, None)
+
+cdef void ll_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) noexcept with gil:
+    cdef Session s = _session(req)
+    s._detach_backing(req, fi.fh)
+    _call(s, req, OP_RELEASE, (fi.fh,), NULL, None)
+
+cdef void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info *fi) noexcept with gil:
+    _call(_session(req), req, OP_FSYNC, (fi.fh, bool(datasync)), NULL, None)
+
+cdef void ll_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) noexcept with gil:
+    cdef ReqState st
+    st.fi = fi[0]
+    _call(_session(req), req, OP_OPENDIR, (ino, _make_ctx(req)), &st, None)
+
+cdef inline void _readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info *fi,
+                          bint plus) noexcept with gil:
+    cdef ReaddirToken tok = ReaddirToken.__new__(ReaddirToken)
+    tok.req = req
+    tok.size = size
+    tok.plus = plus
+    tok.buf = <char*>malloc(size if size else 1)
+    if tok.buf is NULL:
+        fuse_reply_err(req, errno.ENOMEM)
+        return
+    _call(_session(req), req, OP_READDIR, (fi.fh, off, tok), NULL, tok)
+
+cdef void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                     fuse_file_info *fi) noexcept with gil:
+    _readdir(req, size, off, fi, False)
+
+cdef void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                         fuse_file_info *fi) noexcept with gil:
+    _readdir(req, size, off, fi, True)
+
+cdef void ll_releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) noexcept with gil:
+    _call(_session(req), req, OP_RELEASEDIR, (fi.fh,), NULL, None)
+
+cdef void ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info *fi) noexcept with gil:
+    _call(_session(req), req, OP_FSYNCDIR, (fi.fh, bool(datasync)), NULL, None)
+
+cdef void ll_statfs(fuse_req_t req, fuse_ino_t ino) noexcept with gil:
+    _call(_session(req), req, OP_STATFS, (_make_ctx(req),), NULL, None)
+
+cdef void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+                      size_t size, int flags) noexcept with gil:
+    _call(_session(req), req, OP_SETXATTR,
+          (ino, _name(name), PyBytes_FromStringAndSize(value, size), _make_ctx(req)), NULL, None)
+
+cdef void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) noexcept with gil:
+    cdef ReqState st
+    st.size = size
+    _call(_session(req), req, OP_GETXATTR, (ino, _name(name), _make_ctx(req)), &st, None)
+
+cdef void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) noexcept with gil:
+    cdef ReqState st
+    st.size = size
+    _call(_session(req), req, OP_LISTXATTR, (ino, _make_ctx(req)), &st, None)
+
+cdef void ll_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name) noexcept with gil:
+    _call(_session(req), req, OP_REMOVEXATTR, (ino, _name(name), _make_ctx(req)), NULL, None)
+
+cdef void ll_access(fuse_req_t req, fuse_ino_t ino, int mask) noexcept with gil:
+    _call(_session(req), req, OP_ACCESS, (ino, mask, _make_ctx(req)), NULL, None)
+
+cdef void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                    fuse_file_info *fi) noexcept with gil:
+    cdef ReqState st
+    st.fi = fi[0]
+    _call(_session(req), req, OP_CREATE, (parent, _name(name), mode, fi.flags, _make_ctx(req)), &st, None)
+
+cdef inline tuple _lock_tuple(flock *lock):
+    end = -1 if lock.l_len == 0 else lock.l_start + lock.l_len - 1
+    return (lock.l_type, lock.l_start, end, lock.l_pid)
+
+cdef void ll_getlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi, flock *lock) noexcept with gil:
+    _call(_session(req), req, OP_GETLK, (ino, fi.fh, fi.lock_owner, _lock_tuple(lock), _make_ctx(req)), NULL, None)
+
+cdef void ll_setlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi, flock *lock, int sleep) noexcept with gil:
+    _call(_session(req), req, OP_SETLK,
+          (ino, fi.fh, fi.lock_owner, _lock_tuple(lock), bool(sleep), _make_ctx(req)), NULL, None)
+
+cdef void ll_flock(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi, int op) noexcept with gil:
+    _call(_session(req), req, OP_FLOCK, (ino, fi.fh, fi.lock_owner, op, _make_ctx(req)), NULL, None)
+
+cdef void ll_bmap(fuse_req_t req, fuse_ino_t ino, size_t blocksize, uint64_t idx) noexcept with gil:
+    _call(_session(req), req, OP_BMAP, (ino, blocksize, idx), NULL, None)
+
+cdef void ll_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg, fuse_file_info *fi,
+                   unsigned flags, const void *in_buf, size_t in_bufsz, size_t out_bufsz) noexcept with gil:
+    in_data = PyBytes_FromStringAndSize(<const char*>in_buf, in_bufsz) if in_bufsz else b''
+    _call(_session(req), req, OP_IOCTL,
+          (ino, fi.fh, cmd, <size_t>arg, in_data, out_bufsz, flags, _make_ctx(req)), NULL, None)
+
+cdef void ll_poll(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi, fuse_pollhandle *ph) noexcept with gil:
+    cdef PollHandle handle = None
+    if ph is not NULL:
+        handle = PollHandle.__new__(PollHandle)
+        handle.ph = ph
+    _call(_session(req), req, OP_POLL, (ino, fi.fh, fi.poll_events, handle), NULL, None)
+
+cdef void ll_retrieve_reply(fuse_req_t req, void *cookie, fuse_ino_t ino, off_t offset,
+                            fuse_bufvec *bufv) noexcept with gil:
+    cdef size_t size = fuse_buf_size(bufv)
+    cdef bytes data = PyBytes_FromStringAndSize(NULL, size)
+    cdef fuse_bufvec dst
+    memset(&dst, 0, sizeof(dst))
+    dst.count = 1
+    dst.buf[0].size = size
+    dst.buf[0].mem = PyBytes_AS_STRING(data)
+    cdef ssize_t n = fuse_buf_copy(&dst, bufv, <fuse_buf_copy_flags>0)
+    if n >= 0 and <size_t>n != size:
+        data = data[:n]
+    _call(_session(req), req, OP_RETRIEVE_REPLY, (<size_t>cookie, ino, offset, data), NULL, None)
+
+cdef void ll_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                       fuse_file_info *fi) noexcept with gil:
+    _call(_session(req), req, OP_FALLOCATE, (fi.fh, mode, offset, length), NULL, None)
+
+cdef void ll_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info *fi_in,
+                             fuse_ino_t ino_out, off_t off_out, fuse_file_info *fi_out, size_t length,
+                             int flags) noexcept with gil:
+    _call(_session(req), req, OP_COPY_FILE_RANGE,
+          (fi_in.fh, off_in, fi_out.fh, off_out, length, flags), NULL, None)
+
+cdef void ll_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info *fi) noexcept with gil:
+    _call(_session(req), req, OP_LSEEK, (fi.fh, off, whence), NULL, None)
+
+
+cdef void _fill_ops(fuse_lowlevel_ops *ops, object implemented) noexcept:
+    """Point libfuse at our callback for each operation the filesystem
+    implements; the rest stay NULL so libfuse answers ENOSYS and the kernel
+    stops asking."""
+    memset(ops, 0, sizeof(fuse_lowlevel_ops))
+    ops.init = ll_init
+    ops.destroy = ll_destroy
+    if 'lookup' in implemented: ops.lookup = ll_lookup
+    if 'forget' in implemented:
+        ops.forget = ll_forget
+        ops.forget_multi = ll_forget_multi
+    if 'getattr' in implemented: ops.getattr = ll_getattr
+    if 'setattr' in implemented: ops.setattr = ll_setattr
+    if 'readlink' in implemented: ops.readlink = ll_readlink
+    if 'mknod' in implemented: ops.mknod = ll_mknod
+    if 'mkdir' in implemented: ops.mkdir = ll_mkdir
+    if 'unlink' in implemented: ops.unlink = ll_unlink
+    if 'rmdir' in implemented: ops.rmdir = ll_rmdir
+    if 'symlink' in implemented: ops.symlink = ll_symlink
+    if 'rename' in implemented: ops.rename = ll_rename
+    if 'link' in implemented: ops.link = ll_link
+    if 'open' in implemented: ops.open = ll_open
+    if 'read' in implemented: ops.read = ll_read
+    if 'write' in implemented:
+        ops.write = ll_write
+        ops.write_buf = ll_write_buf
+    if 'flush' in implemented: ops.flush = ll_flush
+    if 'release' in implemented: ops.release = ll_release
+    if 'fsync' in implemented: ops.fsync = ll_fsync
+    if 'opendir' in implemented: ops.opendir = ll_opendir
+    if 'readdir' in implemented:
+        ops.readdir = ll_readdir
+        if 'readdirplus' in implemented:
+            ops.readdirplus = ll_readdirplus
+    if 'releasedir' in implemented: ops.releasedir = ll_releasedir
+    if 'fsyncdir' in implemented: ops.fsyncdir = ll_fsyncdir
+    if 'statfs' in implemented: ops.statfs = ll_statfs
+    if 'setxattr' in implemented: ops.setxattr = ll_setxattr
+    if 'getxattr' in implemented: ops.getxattr = ll_getxattr
+    if 'listxattr' in implemented: ops.listxattr = ll_listxattr
+    if 'removexattr' in implemented: ops.removexattr = ll_removexattr
+    if 'access' in implemented: ops.access = ll_access
+    if 'create' in implemented: ops.create = ll_create
+    if 'getlk' in implemented: ops.getlk = ll_getlk
+    if 'setlk' in implemented: ops.setlk = ll_setlk
+    if 'flock' in implemented: ops.flock = ll_flock
+    if 'bmap' in implemented: ops.bmap = ll_bmap
+    if 'ioctl' in implemented: ops.ioctl = ll_ioctl
+    if 'poll' in implemented: ops.poll = ll_poll
+    if 'retrieve_reply' in implemented: ops.retrieve_reply = ll_retrieve_reply
+    if 'fallocate' in implemented: ops.fallocate = ll_fallocate
+    if 'copy_file_range' in implemented: ops.copy_file_range = ll_copy_file_range
+    if 'lseek' in implemented: ops.lseek = ll_lseek

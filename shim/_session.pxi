@@ -1,0 +1,328 @@
+# Session: one libfuse session, its worker loop, init/destroy, async replies.
+# The startup orchestration (which path, mount(2), timeouts) lives in
+# mount.py; this file only offers the primitives it needs.
+
+cdef struct InitErrorReply:
+    # struct fuse_out_header
+    uint32_t len
+    int32_t error
+    uint64_t unique
+
+
+@cython.final
+cdef class _Pending:
+    """A request whose coroutine handler runs on the event loop."""
+    cdef Session session
+    cdef fuse_req_t req
+    cdef int op
+    cdef ReqState st
+    cdef object aux
+
+    def start(self, coro):
+        task = self.session.loop.create_task(coro)
+        task.add_done_callback(self.done)
+
+    def done(self, task):
+        try:
+            res = task.result()
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                exc = FUSEError(errno.EINTR)
+            self.session._reply_exception(self.req, self.op, exc)
+            return
+        try:
+            _reply(self.session, self.req, self.op, res, &self.st, self.aux)
+        except BaseException as exc:
+            self.session._reply_exception(self.req, self.op, exc)
+
+
+@cython.final
+cdef class Session:
+    cdef fuse_session *se
+    cdef fuse_lowlevel_ops llops
+    cdef list handlers
+    cdef bint is_async[<int>OP_COUNT]
+    cdef readonly object ops
+    cdef public object loop
+    cdef public object init_event
+    cdef public object init_error
+    cdef public object conn_info
+    cdef public int64_t init_ns
+    cdef public dict want
+    cdef public dict granted
+    cdef readonly bint stopping
+    cdef uint64_t init_unique
+    cdef bint destroyed
+    cdef dict backing_ids
+    cdef object lock
+
+    def __cinit__(self, ops, implemented, argv):
+        """Create the libfuse session (nothing is opened or mounted yet)."""
+        cdef fuse_args args
+        cdef list argv_b = [os.fsencode(a) for a in argv]
+        cdef char **cargv = <char**>calloc(len(argv_b) + 1, sizeof(char*))
+        if cargv is NULL:
+            raise MemoryError()
+        self.ops = ops
+        self.handlers = []
+        for i, name in enumerate(OP_NAMES):
+            h = getattr(ops, name, None) if name in implemented else None
+            self.handlers.append(h)
+            self.is_async[i] = h is not None and inspect.iscoroutinefunction(h)
+        self.init_event = threading.Event()
+        self.want = {}
+        self.granted = {}
+        self.backing_ids = {}
+        self.lock = threading.Lock()
+        _fill_ops(&self.llops, implemented)
+        try:
+            for i, a in enumerate(argv_b):
+                cargv[i] = a
+            args.argc = len(argv_b)
+            args.argv = cargv
+            args.allocated = 0
+            with _LogCapture() as captured:
+                self.se = fuse_session_new(&args, &self.llops, sizeof(self.llops), <void*>self)
+            if self.se is NULL:
+                raise ValueError('libfuse rejected the options %r: %s'
+                                 % (argv[1:], captured.text() or 'no reason given'))
+        finally:
+            free(cargv)
+
+    def __dealloc__(self):
+        if self.se is not NULL and not self.destroyed:
+            fuse_session_destroy(self.se)
+            self.se = NULL
+
+    @property
+    def uses_async(self):
+        return any(self.is_async[i] for i in range(<int>OP_COUNT))
+
+    @property
+    def fd(self):
+        return fuse_session_fd(self.se)
+
+    def adopt_fd(self, int fd):
+        """Make the session use an already-open /dev/fuse fd (no mounting).
+        libfuse treats the mountpoint "/dev/fd/N" this way."""
+        rc = fuse_session_mount(self.se, os.fsencode('/dev/fd/%d' % fd))
+        if rc != 0:
+            raise OSError(errno.EBADF, 'libfuse could not adopt /dev/fuse fd %d' % fd)
+
+    def mount_classic(self, mountpoint):
+        """libfuse's own mount: mount(2) as root, fusermount3 otherwise."""
+        cdef bytes mp = os.fsencode(mountpoint)
+        cdef const char *cmp = mp
+        cdef int rc
+        with _LogCapture() as captured:
+            with nogil:
+                rc = fuse_session_mount(self.se, cmp)
+        if rc != 0:
+            return captured.text() or 'libfuse gave no reason'
+        return None
+
+    def unmount_classic(self):
+        with nogil:
+            fuse_session_unmount(self.se)
+
+    def serve(self):
+        """Worker loop: receive (GIL released), dispatch, until unmounted."""
+        cdef fuse_buf buf
+        cdef int res
+        memset(&buf, 0, sizeof(buf))
+        try:
+            while True:
+                with nogil:
+                    res = fuse_session_receive_buf(self.se, &buf)
+                if res == -errno.EINTR or res == -errno.EAGAIN:
+                    if self.stopping:
+                        break
+                    continue
+                if res <= 0:
+                    break
+                if shim_buf_opcode(&buf) == SHIM_FUSE_INIT_OPCODE:
+                    self.init_unique = shim_buf_unique(&buf)
+                with nogil:
+                    fuse_session_process_buf(self.se, &buf)
+                if fuse_session_exited(self.se):
+                    break
+        finally:
+            free(buf.mem)
+
+    def exit(self):
+        """Ask workers to stop at their next wake-up."""
+        self.stopping = True
+        fuse_session_exit(self.se)
+
+    def destroy(self):
+        """Tear down the session: runs the destroy handler (if INIT was
+        answered) and closes the /dev/fuse fd."""
+        if self.se is NULL or self.destroyed:
+            return
+        self.destroyed = True
+        with nogil:
+            fuse_session_destroy(self.se)
+        self.se = NULL
+
+    # -------------------------------------------------------------- init
+
+    cdef void _on_init(self, fuse_conn_info *conn) noexcept:
+        try:
+            self.conn_info = {
+                'proto_major': conn.proto_major, 'proto_minor': conn.proto_minor,
+                'capable': conn.capable, 'max_write': conn.max_write,
+                'max_readahead': conn.max_readahead}
+            for name, on in self.want.items():
+                if name == 'passthrough':
+                    self.granted[name] = bool(shim_want_passthrough(conn)) if on else False
+                else:
+                    self.granted[name] = bool(shim_conn_want(conn, _CAPS[name], on))
+            h = getattr(self.ops, 'init', None)
+            if h is not None:
+                r = h()
+                if inspect.iscoroutine(r):
+                    asyncio.run_coroutine_threadsafe(r, self.loop).result()
+        except BaseException as exc:
+            self.init_error = exc
+            self._fail_init()
+        finally:
+            self.init_ns = time.monotonic_ns()
+            self.init_event.set()
+
+    cdef void _fail_init(self) noexcept:
+        # libfuse's init callback cannot refuse INIT, so answer the request
+        # ourselves with an error first; libfuse's later success reply then
+        # finds no pending request and is dropped (ENOENT) by the kernel.
+        cdef InitErrorReply r
+        r.len = sizeof(r)
+        r.error = -errno.EPROTO
+        r.unique = self.init_unique
+        with nogil:
+            write(fuse_session_fd(self.se), &r, sizeof(r))
+        self.stopping = True
+        fuse_session_exit(self.se)
+
+    cdef void _on_destroy(self) noexcept:
+        h = getattr(self.ops, 'destroy', None)
+        if h is None:
+            return
+        try:
+            r = h()
+            if inspect.iscoroutine(r):
+                if self.loop is not None and self.loop.is_running():
+                    asyncio.run_coroutine_threadsafe(r, self.loop).result(30)
+                else:
+                    asyncio.run(r)
+        except BaseException:
+            log.exception('fuseshim: destroy handler raised')
+
+    # ------------------------------------------------------- async replies
+
+    cdef int _submit(self, fuse_req_t req, int op, object coro, ReqState *st, object aux) except -1:
+        if not inspect.iscoroutine(coro):  # an async-looking handler returned a value
+            return _reply(self, req, op, coro, st, aux)
+        cdef _Pending p = _Pending.__new__(_Pending)
+        p.session = self
+        p.req = req
+        p.op = op
+        p.aux = aux
+        if st is not NULL:
+            p.st = st[0]
+        self.loop.call_soon_threadsafe(p.start, coro)
+        return 0
+
+    cdef void _reply_exception(self, fuse_req_t req, int op, object exc) noexcept:
+        cdef int err = errno.EIO
+        if isinstance(exc, FUSEError) and isinstance(exc.errno, int) and 0 < exc.errno < 4096:
+            err = exc.errno
+        else:
+            log.error('fuseshim: %s handler raised; answering EIO', OP_NAMES[op], exc_info=exc)
+        if op == OP_FORGET or op == OP_RETRIEVE_REPLY:
+            fuse_reply_none(req)
+        else:
+            fuse_reply_err(req, err)
+
+    # ------------------------------------------------------- passthrough
+
+    cdef void _attach_backing(self, fuse_req_t req, fuse_file_info *fi, int fd) except *:
+        if not self.granted.get('passthrough'):
+            raise OSError(errno.ENOSYS, 'FUSE passthrough is not available (needs libfuse >= 3.17, '
+                          'Linux >= 6.9, CAP_SYS_ADMIN and passthrough=True)')
+        cdef int bid = shim_passthrough_open(req, fd)
+        if bid <= 0:
+            raise OSError(-bid if bid < 0 else errno.EIO, 'fuse_passthrough_open failed')
+        shim_fi_set_backing_id(fi, bid)
+        with self.lock:
+            self.backing_ids[fi.fh] = bid
+
+    cdef void _detach_backing(self, fuse_req_t req, uint64_t fh) noexcept:
+        if not self.backing_ids:
+            return
+        with self.lock:
+            bid = self.backing_ids.pop(fh, None)
+        if bid is not None:
+            shim_passthrough_close(req, bid)
+
+    # ------------------------------------------------------- notifications
+
+    def invalidate_inode(self, fuse_ino_t inode, attr_only=False):
+        """Drop the kernel's cached attributes (and data unless attr_only)."""
+        cdef int rc
+        cdef off_t off = -1 if attr_only else 0
+        with nogil:
+            rc = fuse_lowlevel_notify_inval_inode(self.se, inode, off, 0)
+        _check_notify(rc, 'invalidate_inode')
+
+    def invalidate_entry(self, fuse_ino_t parent, name, fuse_ino_t deleted=0):
+        """Drop a cached directory entry; with ``deleted`` also tell inotify."""
+        cdef bytes n = os.fsencode(name)
+        cdef const char *cn = n
+        cdef size_t ln = len(n)
+        cdef int rc
+        with nogil:
+            if deleted:
+                rc = fuse_lowlevel_notify_delete(self.se, parent, deleted, cn, ln)
+            else:
+                rc = fuse_lowlevel_notify_inval_entry(self.se, parent, cn, ln)
+        _check_notify(rc, 'invalidate_entry')
+
+    def notify_store(self, fuse_ino_t inode, off_t offset, data):
+        """Push data into the kernel's page cache for ``inode``."""
+        cdef const unsigned char[::1] view = bytes(data)
+        cdef fuse_bufvec bv
+        cdef int rc
+        memset(&bv, 0, sizeof(bv))
+        bv.count = 1
+        bv.buf[0].size = view.shape[0]
+        bv.buf[0].mem = <void*>&view[0] if view.shape[0] else NULL
+        with nogil:
+            rc = fuse_lowlevel_notify_store(self.se, inode, offset, &bv, <fuse_buf_copy_flags>0)
+        _check_notify(rc, 'notify_store')
+
+    def notify_retrieve(self, fuse_ino_t inode, off_t offset, size_t size, size_t cookie):
+        """Ask the kernel for cached data; it arrives in retrieve_reply()."""
+        cdef int rc
+        with nogil:
+            rc = fuse_lowlevel_notify_retrieve(self.se, inode, size, offset, <void*>cookie)
+        _check_notify(rc, 'notify_retrieve')
+
+
+cdef _check_notify(int rc, what):
+    if rc < 0:
+        raise OSError(-rc, '%s: %s' % (what, os.strerror(-rc)))
+
+
+_CAPS = {
+    'writeback_cache': FUSE_CAP_WRITEBACK_CACHE,
+    'posix_acl': FUSE_CAP_POSIX_ACL,
+    'splice_read': FUSE_CAP_SPLICE_READ,
+    'splice_write': FUSE_CAP_SPLICE_WRITE,
+    'splice_move': FUSE_CAP_SPLICE_MOVE,
+    'cache_symlinks': FUSE_CAP_CACHE_SYMLINKS,
+    'export_support': FUSE_CAP_EXPORT_SUPPORT,
+    'handle_killpriv': FUSE_CAP_HANDLE_KILLPRIV,
+    'no_open_support': FUSE_CAP_NO_OPEN_SUPPORT,
+    'no_opendir_support': FUSE_CAP_NO_OPENDIR_SUPPORT,
+    'parallel_dirops': FUSE_CAP_PARALLEL_DIROPS,
+    'async_read': FUSE_CAP_ASYNC_READ,
+}

@@ -1,0 +1,295 @@
+# Data types handed to and returned by Operations handlers.  Names and
+# attributes mirror pyfuse3 so code written for it reads the same.
+
+cdef inline int64_t _ts_ns(timespec t) noexcept:
+    return <int64_t>t.tv_sec * 1000000000 + t.tv_nsec
+
+cdef inline void _set_ts(timespec *t, int64_t ns) noexcept:
+    t.tv_sec = ns // 1000000000
+    t.tv_nsec = ns % 1000000000
+
+
+class FUSEError(Exception):
+    """Raise from a handler to answer the request with ``errno``."""
+
+    def __init__(self, errno_):
+        self.errno = errno_
+        super().__init__(errno_)
+
+    def __str__(self):
+        return os.strerror(self.errno)
+
+    def __reduce__(self):
+        return (FUSEError, (self.errno,))
+
+
+@cython.final
+cdef class EntryAttributes:
+    """Attributes of an inode plus the kernel cache timeouts (pyfuse3 names)."""
+    cdef fuse_entry_param e
+
+    def __cinit__(self):
+        memset(&self.e, 0, sizeof(self.e))
+        self.e.attr_timeout = 300
+        self.e.entry_timeout = 300
+        self.e.attr.st_blksize = 4096
+        self.e.attr.st_nlink = 1
+
+    property st_ino:
+        def __get__(self): return self.e.ino
+        def __set__(self, v): self.e.ino = v; self.e.attr.st_ino = v
+    property generation:
+        def __get__(self): return self.e.generation
+        def __set__(self, v): self.e.generation = v
+    property entry_timeout:
+        def __get__(self): return self.e.entry_timeout
+        def __set__(self, v): self.e.entry_timeout = v
+    property attr_timeout:
+        def __get__(self): return self.e.attr_timeout
+        def __set__(self, v): self.e.attr_timeout = v
+    property st_mode:
+        def __get__(self): return self.e.attr.st_mode
+        def __set__(self, v): self.e.attr.st_mode = v
+    property st_nlink:
+        def __get__(self): return self.e.attr.st_nlink
+        def __set__(self, v): self.e.attr.st_nlink = v
+    property st_uid:
+        def __get__(self): return self.e.attr.st_uid
+        def __set__(self, v): self.e.attr.st_uid = v
+    property st_gid:
+        def __get__(self): return self.e.attr.st_gid
+        def __set__(self, v): self.e.attr.st_gid = v
+    property st_rdev:
+        def __get__(self): return self.e.attr.st_rdev
+        def __set__(self, v): self.e.attr.st_rdev = v
+    property st_size:
+        def __get__(self): return self.e.attr.st_size
+        def __set__(self, v): self.e.attr.st_size = v
+    property st_blksize:
+        def __get__(self): return self.e.attr.st_blksize
+        def __set__(self, v): self.e.attr.st_blksize = v
+    property st_blocks:
+        def __get__(self): return self.e.attr.st_blocks
+        def __set__(self, v): self.e.attr.st_blocks = v
+    property st_atime_ns:
+        def __get__(self): return _ts_ns(self.e.attr.st_atim)
+        def __set__(self, v): _set_ts(&self.e.attr.st_atim, v)
+    property st_mtime_ns:
+        def __get__(self): return _ts_ns(self.e.attr.st_mtim)
+        def __set__(self, v): _set_ts(&self.e.attr.st_mtim, v)
+    property st_ctime_ns:
+        def __get__(self): return _ts_ns(self.e.attr.st_ctim)
+        def __set__(self, v): _set_ts(&self.e.attr.st_ctim, v)
+
+    @staticmethod
+    def from_stat(st, *, entry_timeout=None, attr_timeout=None):
+        """Build from an ``os.stat_result`` (st_ino is copied too)."""
+        cdef EntryAttributes a = EntryAttributes.__new__(EntryAttributes)
+        a.e.ino = st.st_ino
+        a.e.attr.st_ino = st.st_ino
+        a.e.attr.st_mode = st.st_mode
+        a.e.attr.st_nlink = st.st_nlink
+        a.e.attr.st_uid = st.st_uid
+        a.e.attr.st_gid = st.st_gid
+        a.e.attr.st_rdev = st.st_rdev
+        a.e.attr.st_size = st.st_size
+        a.e.attr.st_blksize = st.st_blksize
+        a.e.attr.st_blocks = st.st_blocks
+        _set_ts(&a.e.attr.st_atim, st.st_atime_ns)
+        _set_ts(&a.e.attr.st_mtim, st.st_mtime_ns)
+        _set_ts(&a.e.attr.st_ctim, st.st_ctime_ns)
+        if entry_timeout is not None:
+            a.e.entry_timeout = entry_timeout
+        if attr_timeout is not None:
+            a.e.attr_timeout = attr_timeout
+        return a
+
+    def copy(self):
+        cdef EntryAttributes a = EntryAttributes.__new__(EntryAttributes)
+        a.e = self.e
+        return a
+
+    def __getstate__(self):
+        return {k: getattr(self, k) for k in _ENTRY_FIELDS}
+
+    def __setstate__(self, state):
+        for k, v in state.items():
+            setattr(self, k, v)
+
+    def __repr__(self):
+        return 'EntryAttributes(%s)' % ', '.join(
+            '%s=%r' % (k, getattr(self, k)) for k in ('st_ino', 'st_mode', 'st_size', 'st_nlink'))
+
+
+_ENTRY_FIELDS = ('st_ino', 'generation', 'entry_timeout', 'attr_timeout', 'st_mode', 'st_nlink',
+                 'st_uid', 'st_gid', 'st_rdev', 'st_size', 'st_blksize', 'st_blocks',
+                 'st_atime_ns', 'st_mtime_ns', 'st_ctime_ns')
+
+
+@cython.final
+cdef class FileInfo:
+    """What open/create return: the file handle and caching flags.
+
+    ``backing_fd`` (libfuse >= 3.17, Linux >= 6.9, as root): an open file
+    descriptor whose reads and writes the kernel serves directly (FUSE
+    passthrough); fuseshim registers it and releases the backing id on
+    release."""
+    cdef public uint64_t fh
+    cdef public bint direct_io
+    cdef public bint keep_cache
+    cdef public bint nonseekable
+    cdef public int backing_fd
+
+    def __init__(self, fh=0, direct_io=False, keep_cache=True, nonseekable=False,
+                 backing_fd=-1):
+        self.fh = fh
+        self.direct_io = direct_io
+        self.keep_cache = keep_cache
+        self.nonseekable = nonseekable
+        self.backing_fd = backing_fd
+
+    cdef void _apply(self, fuse_file_info *fi) noexcept:
+        fi.fh = self.fh
+        fi.direct_io = self.direct_io
+        fi.keep_cache = self.keep_cache
+        fi.nonseekable = self.nonseekable
+
+    def __repr__(self):
+        return 'FileInfo(fh=%d, direct_io=%r, keep_cache=%r, nonseekable=%r)' % (
+            self.fh, self.direct_io, self.keep_cache, self.nonseekable)
+
+
+@cython.final
+cdef class SetattrFields:
+    """Which attributes a setattr request changes (pyfuse3 names)."""
+    cdef readonly bint update_atime
+    cdef readonly bint update_mtime
+    cdef readonly bint update_ctime
+    cdef readonly bint update_mode
+    cdef readonly bint update_uid
+    cdef readonly bint update_gid
+    cdef readonly bint update_size
+
+    def __repr__(self):
+        return 'SetattrFields(%s)' % ', '.join(
+            n for n in ('update_atime', 'update_mtime', 'update_ctime', 'update_mode',
+                        'update_uid', 'update_gid', 'update_size') if getattr(self, n))
+
+
+@cython.final
+cdef class RequestContext:
+    """Who asked: uid, gid, pid and umask of the calling process."""
+    cdef readonly uid_t uid
+    cdef readonly gid_t gid
+    cdef readonly pid_t pid
+    cdef readonly mode_t umask
+    cdef fuse_req_t req
+
+    @property
+    def interrupted(self):
+        """True once the kernel sent an INTERRUPT for this request."""
+        if self.req is NULL:
+            return False
+        return bool(fuse_req_interrupted(self.req))
+
+    def groups(self):
+        """Supplementary groups of the caller (read from /proc; may be empty)."""
+        cdef gid_t buf[256]
+        if self.req is NULL:
+            return []
+        n = fuse_req_getgroups(self.req, 256, buf)
+        if n < 0:
+            return []
+        return [buf[i] for i in range(min(n, 256))]
+
+    def __repr__(self):
+        return 'RequestContext(uid=%d, gid=%d, pid=%d, umask=%o)' % (
+            self.uid, self.gid, self.pid, self.umask)
+
+
+cdef inline RequestContext _make_ctx(fuse_req_t req):
+    cdef const fuse_ctx *c = fuse_req_ctx(req)
+    cdef RequestContext ctx = RequestContext.__new__(RequestContext)
+    ctx.uid = c.uid
+    ctx.gid = c.gid
+    ctx.pid = c.pid
+    ctx.umask = c.umask
+    ctx.req = req
+    return ctx
+
+
+@cython.final
+cdef class StatvfsData:
+    """statfs() result (pyfuse3 names)."""
+    cdef public unsigned long f_bsize, f_frsize, f_blocks, f_bfree, f_bavail
+    cdef public unsigned long f_files, f_ffree, f_favail, f_namemax
+
+    def __init__(self):
+        self.f_bsize = 4096
+        self.f_frsize = 4096
+        self.f_namemax = 255
+
+    @staticmethod
+    def from_statvfs(s):
+        cdef StatvfsData d = StatvfsData()
+        for name in ('f_bsize', 'f_frsize', 'f_blocks', 'f_bfree', 'f_bavail', 'f_files',
+                     'f_ffree', 'f_favail', 'f_namemax'):
+            setattr(d, name, getattr(s, name))
+        return d
+
+
+@cython.final
+cdef class ReaddirToken:
+    """Opaque: pass it to readdir_reply() while handling readdir."""
+    cdef fuse_req_t req
+    cdef char *buf
+    cdef size_t size
+    cdef size_t pos
+    cdef bint plus
+    cdef bint closed
+
+    def __dealloc__(self):
+        free(self.buf)
+
+
+def readdir_reply(ReaddirToken token not None, name, EntryAttributes attr not None, next_id):
+    """Add one entry to a readdir reply; False means the reply is full (stop).
+
+    When the kernel asked for READDIRPLUS the entry counts as a lookup, as in
+    pyfuse3: the filesystem must expect a later forget() for it."""
+    cdef size_t n
+    cdef const char *cname
+    if token.closed:
+        raise RuntimeError('readdir_reply() called after readdir() returned')
+    if isinstance(name, str):
+        name = os.fsencode(name)
+    cname = name
+    if token.plus:
+        n = fuse_add_direntry_plus(token.req, token.buf + token.pos, token.size - token.pos,
+                                   cname, &attr.e, next_id)
+    else:
+        n = fuse_add_direntry(token.req, token.buf + token.pos, token.size - token.pos,
+                              cname, &attr.e.attr, next_id)
+    if n > token.size - token.pos:
+        return False
+    token.pos += n
+    return True
+
+
+@cython.final
+cdef class PollHandle:
+    """Kept by a poll() handler; call notify() when the file becomes ready."""
+    cdef fuse_pollhandle *ph
+
+    def notify(self):
+        if self.ph is NULL:
+            raise RuntimeError('poll handle already used')
+        rc = fuse_lowlevel_notify_poll(self.ph)
+        fuse_pollhandle_destroy(self.ph)
+        self.ph = NULL
+        if rc < 0 and rc != -errno.ENOENT:
+            raise OSError(-rc, os.strerror(-rc))
+
+    def __dealloc__(self):
+        if self.ph is not NULL:
+            fuse_pollhandle_destroy(self.ph)

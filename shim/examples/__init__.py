@@ -1,0 +1,1 @@
+"""Example filesystems; each runs as ``python -m fuseshim.examples.NAME``."""

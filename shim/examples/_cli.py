@@ -1,0 +1,48 @@
+"""Shared command line for the examples: --startup, --workers, --debug, -o."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+import fuseshim
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument('mountpoint')
+    p.add_argument('--startup', choices=('auto', 'sync', 'classic'), default='auto',
+                   help='startup path (default: auto)')
+    p.add_argument('--workers', type=int, default=1, help='worker threads (default: 1)')
+    p.add_argument('--debug', action='store_true', help='log every request (libfuse -d)')
+    p.add_argument('-o', dest='options', action='append', default=[],
+                   help='mount options, comma-separated (repeatable)')
+    return p
+
+
+def run(ops, args) -> int:
+    """Mount, report the startup path, serve until unmounted or Ctrl-C/SIGTERM."""
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
+                        format='%(levelname)s %(message)s')
+    options = [o for group in args.options for o in group.split(',') if o]
+    if args.debug:
+        options.append('debug')
+    try:
+        m = fuseshim.mount(ops, args.mountpoint, options=options, startup=args.startup,
+                           workers=args.workers)
+    except (OSError, ValueError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    print(f'mounted {m.mountpoint} via {m.startup_path} startup ({m.startup_reason})',
+          flush=True)
+    # Signal handlers only set a flag-free wake-up: close() runs on the main thread.
+    stop = signal.SIGINT, signal.SIGTERM
+    for sig in stop:
+        signal.signal(sig, lambda *_: m.close())
+    try:
+        while not m.wait(0.5):
+            pass
+    finally:
+        m.close()
+    return 0

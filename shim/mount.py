@@ -1,0 +1,369 @@
+"""fuseshim.mount(): the two-path startup and the Mount object.
+
+Sync path (Linux >= 6.18, CAP_SYS_ADMIN):
+  1. open /dev/fuse, ioctl(FUSE_DEV_IOC_SYNC_INIT)
+  2. create the libfuse session on that fd ("/dev/fd/N": libfuse mounts nothing)
+  3. start ONE reader thread; it blocks in read() until step 4 attaches the fd
+  4. mount(2) with the GIL released; the kernel sends FUSE_INIT meanwhile, the
+     reader answers it, and mount(2) returns only then (or fails with it)
+  5. start the remaining workers (libfuse sizes buffers from INIT, so only after)
+Classic path: libfuse's fuse_session_mount (mount(2) as root, fusermount3
+otherwise), then the workers, then wait for INIT to be answered.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import signal
+import stat
+import threading
+import time
+
+from . import kernel
+from ._core import Session, sys_mount, sys_umount, wake_signal
+from .errors import InitError, InitTimeout, MountError, SyncInitUnavailable
+from .operations import implemented_operations
+from .options import parse_options
+
+log = logging.getLogger('fuseshim')
+
+STARTUP_MODES = ('auto', 'sync', 'classic')
+MNT_DETACH = 2
+
+
+def mount(ops, mountpoint, *, options=(), startup='auto', workers=1, init_timeout=10.0,
+          loop=None, close_timeout=5.0) -> 'Mount':
+    """Mount ``ops`` at ``mountpoint`` and serve it in background threads.
+
+    startup: "auto" (sync init where the kernel and privileges allow it),
+    "sync" (fail unless sync init is possible) or "classic" (mount, then loop).
+    workers: threads receiving requests (>= 1).  init_timeout: seconds to wait
+    for FUSE_INIT to be answered before the connection is aborted.  loop: the
+    asyncio loop for ``async def`` handlers (default: one fuseshim runs).
+    """
+    m = Mount(ops, mountpoint, options=options, startup=startup, workers=workers,
+              init_timeout=init_timeout, loop=loop, close_timeout=close_timeout)
+    m._start()
+    return m
+
+
+class Mount:
+    """A mounted, serving filesystem.  Use as a context manager, or call
+    close(); wait() blocks until it is unmounted (from outside, or close())."""
+
+    def __init__(self, ops, mountpoint, *, options=(), startup='auto', workers=1,
+                 init_timeout=10.0, loop=None, close_timeout=5.0):
+        if startup not in STARTUP_MODES:
+            raise ValueError(f'startup must be one of {STARTUP_MODES}, not {startup!r}')
+        if not isinstance(workers, int) or workers < 1:
+            raise ValueError(f'workers must be a whole number >= 1, not {workers!r}')
+        if init_timeout is not None and init_timeout <= 0:
+            raise ValueError('init_timeout must be positive (or None for no limit)')
+        self.ops = ops
+        self.mountpoint = _check_mountpoint(mountpoint)
+        self.options = parse_options(options)
+        self.requested_startup = startup
+        self.workers = workers
+        self.init_timeout = init_timeout
+        self.close_timeout = close_timeout
+        self.startup_path: str | None = None
+        self.startup_reason: str | None = None
+        self.mount_called_ns = 0      # monotonic ns when mount(2)/libfuse mount was called
+        self.mount_returned_ns = 0    # ... and when it returned
+        self.conn_minor: int | None = None
+        self._loop = loop
+        self._own_loop_thread = None
+        self._threads: list[threading.Thread] = []
+        self._session: Session | None = None
+        self._mounted = False
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    # ------------------------------------------------------------ public
+
+    @property
+    def init_ns(self) -> int:
+        """monotonic ns when the init handler finished (0: not yet)."""
+        return self._session.init_ns if self._session is not None else 0
+
+    @property
+    def init_before_mount_returned(self) -> bool:
+        """True when INIT was answered before mount(2) returned (sync path)."""
+        return 0 < self.init_ns <= self.mount_returned_ns
+
+    @property
+    def connection(self) -> dict:
+        """What the kernel offered in INIT (protocol, capabilities, ...)."""
+        return dict(self._session.conn_info or {}) if self._session is not None else {}
+
+    @property
+    def granted(self) -> dict:
+        """Capabilities fuseshim asked for and whether the kernel granted them."""
+        return dict(self._session.granted) if self._session is not None else {}
+
+    def wait(self, timeout=None) -> bool:
+        """Block until every worker stopped (unmounted); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for t in list(self._threads):
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                return False
+        return True
+
+    def close(self) -> None:
+        """Unmount (lazily, as libfuse does), stop the workers, run destroy."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._teardown()
+
+    unmount = close
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return (f'<fuseshim.Mount {self.mountpoint!r} path={self.startup_path} '
+                f'workers={self.workers}{" closed" if self._closed else ""}>')
+
+    # notifications, forwarded to the session
+    def invalidate_inode(self, inode, attr_only=False):
+        self._session.invalidate_inode(inode, attr_only)
+
+    def invalidate_entry(self, parent_inode, name, deleted=0):
+        self._session.invalidate_entry(parent_inode, name, deleted)
+
+    def notify_delete(self, parent_inode, child_inode, name):
+        self._session.invalidate_entry(parent_inode, name, child_inode)
+
+    def notify_store(self, inode, offset, data):
+        self._session.notify_store(inode, offset, data)
+
+    def notify_retrieve(self, inode, offset, size, cookie=0):
+        self._session.notify_retrieve(inode, offset, size, cookie)
+
+    # ------------------------------------------------------------ startup
+
+    def _start(self):
+        path, reason, fd = self._choose_path()
+        self.startup_path, self.startup_reason = path, reason
+        try:
+            self._session = Session(self.ops, implemented_operations(self.ops),
+                                    self.options.libfuse_argv())
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            raise
+        self._session.want = self._wanted_caps()
+        try:
+            self._setup_loop()
+            if path == 'sync':
+                self._start_sync(fd)
+            else:
+                self._start_classic()
+        except BaseException:
+            self._closed = True
+            self._teardown()
+            raise
+        log.info('fuseshim: mounted %s via %s startup (%s)', self.mountpoint, path, reason)
+
+    def _choose_path(self):
+        """-> (path, reason, armed /dev/fuse fd or None)."""
+        mode = self.requested_startup
+        if mode == 'classic':
+            return 'classic', 'startup="classic" was requested', None
+
+        def unavailable(reason):
+            if mode == 'sync':
+                raise SyncInitUnavailable(errno.EOPNOTSUPP,
+                                          f'startup="sync" is impossible here: {reason}')
+            return 'classic', reason, None
+
+        if self.options.needs_fusermount:
+            return unavailable('auto_unmount needs fusermount3, which mounts classically')
+        if not kernel.has_cap_sys_admin():
+            return unavailable('no CAP_SYS_ADMIN: mounting through fusermount3')
+        fd = kernel.open_fuse_device()
+        try:
+            kernel.arm_sync_init(fd)
+        except OSError as e:
+            os.close(fd)
+            if e.errno == errno.ENOTTY:
+                return unavailable(f'kernel {os.uname().release} has no FUSE_DEV_IOC_SYNC_INIT '
+                                   '(ENOTTY; needs Linux >= 6.18)')
+            return unavailable(f'FUSE_DEV_IOC_SYNC_INIT failed: {e.strerror}')
+        return 'sync', f'kernel {os.uname().release} accepted FUSE_DEV_IOC_SYNC_INIT', fd
+
+    def _wanted_caps(self) -> dict:
+        ops = self.ops
+        want = {'writeback_cache': bool(getattr(ops, 'enable_writeback_cache', False)),
+                'posix_acl': bool(getattr(ops, 'enable_acl', False))}
+        if getattr(ops, 'enable_passthrough', False):
+            want['passthrough'] = True
+        return want
+
+    def _setup_loop(self):
+        s = self._session
+        if not (s.uses_async or asyncio.iscoroutinefunction(getattr(self.ops, 'init', None))
+                or asyncio.iscoroutinefunction(getattr(self.ops, 'destroy', None))):
+            return
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._own_loop_thread = threading.Thread(target=self._loop.run_forever,
+                                                     name='fuseshim-asyncio', daemon=True)
+            self._own_loop_thread.start()
+        s.loop = self._loop
+
+    def _spawn_workers(self, count):
+        for _ in range(count):
+            t = threading.Thread(target=self._session.serve, daemon=True,
+                                 name=f'fuseshim-worker-{len(self._threads)}')
+            t.start()
+            self._threads.append(t)
+
+    def _start_sync(self, fd):
+        s = self._session
+        try:
+            s.adopt_fd(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        wake_signal()  # install the handler before any thread could need waking
+        self._spawn_workers(1)  # the one reader that answers INIT during mount(2)
+        mo = self.options
+        known = kernel.fuse_connections()
+        returned = threading.Event()
+        timed_out = []
+        watchdog = threading.Thread(target=self._init_watchdog, args=(known, returned, timed_out),
+                                    name='fuseshim-init-watchdog', daemon=True)
+        watchdog.start()
+        root_mode = stat.S_IFMT(os.stat(self.mountpoint).st_mode)
+        self.mount_called_ns = time.monotonic_ns()
+        try:
+            sys_mount(mo.fsname, self.mountpoint, mo.fstype(), mo.mount_flags(),
+                      mo.mount_data(fd, root_mode))
+        except OSError as e:
+            returned.set()
+            watchdog.join()
+            self._wake_reader()
+            if timed_out:
+                raise InitTimeout(errno.ETIMEDOUT, f'FUSE_INIT was not answered within '
+                                  f'{self.init_timeout} s; the connection was aborted and '
+                                  'nothing is mounted', self.mountpoint) from e
+            if s.init_error is not None:
+                raise InitError(errno.EPROTO, f'the init handler raised {s.init_error!r}; '
+                                'the kernel refused the mount', self.mountpoint) from s.init_error
+            raise MountError(e.errno, f'mount(2) failed: {e.strerror}', self.mountpoint) from e
+        finally:
+            self.mount_returned_ns = time.monotonic_ns()
+            returned.set()
+        self._mounted = True
+        self.conn_minor = self._find_minor()
+        if s.init_error is not None:  # defensive: the kernel accepted a refused INIT
+            raise InitError(errno.EPROTO, f'the init handler raised {s.init_error!r}',
+                            self.mountpoint) from s.init_error
+        self._spawn_workers(self.workers - 1)
+
+    def _init_watchdog(self, known, returned, timed_out):
+        """Abort the new connection if mount(2) is still waiting for INIT."""
+        if self.init_timeout is None or returned.wait(self.init_timeout):
+            return
+        mounted = {m for m in (kernel.mountinfo_minors())}
+        for minor in kernel.fuse_connections() - known - mounted:
+            if kernel.abort_connection(minor):
+                timed_out.append(minor)
+                log.error('fuseshim: FUSE_INIT not answered within %s s; aborted connection %d',
+                          self.init_timeout, minor)
+
+    def _wake_reader(self):
+        """After a failed mount the reader is still blocked on the armed fd;
+        close() does not wake it, a non-restarting signal does."""
+        self._session.exit()
+        sig = wake_signal()
+        deadline = time.monotonic() + 5
+        for t in self._threads:
+            while t.is_alive() and time.monotonic() < deadline:
+                try:
+                    signal.pthread_kill(t.ident, sig)
+                except ProcessLookupError:
+                    break
+                t.join(0.01)
+
+    def _start_classic(self):
+        s = self._session
+        self.mount_called_ns = time.monotonic_ns()
+        failure = s.mount_classic(self.mountpoint)
+        self.mount_returned_ns = time.monotonic_ns()
+        if failure is not None:
+            raise MountError(errno.EIO, f'libfuse could not mount: {failure}', self.mountpoint)
+        self._mounted = True
+        self.conn_minor = self._find_minor()
+        self._spawn_workers(self.workers)
+        if not s.init_event.wait(self.init_timeout):
+            if self.conn_minor is not None:
+                kernel.abort_connection(self.conn_minor)
+            raise InitTimeout(errno.ETIMEDOUT, f'FUSE_INIT was not answered within '
+                              f'{self.init_timeout} s; the connection was aborted and the '
+                              'filesystem unmounted', self.mountpoint)
+        if s.init_error is not None:
+            raise InitError(errno.EPROTO, f'the init handler raised {s.init_error!r}; '
+                            'the filesystem was unmounted', self.mountpoint) from s.init_error
+
+    def _find_minor(self):
+        entry = kernel.mountinfo_entry(self.mountpoint)
+        return entry[0] if entry is not None and entry[1].startswith('fuse') else None
+
+    # ------------------------------------------------------------ teardown
+
+    def _teardown(self):
+        s = self._session
+        if self._mounted:
+            self._mounted = False
+            try:
+                if self.startup_path == 'sync':
+                    sys_umount(self.mountpoint, MNT_DETACH)
+                else:
+                    s.unmount_classic()
+            except OSError as e:
+                if e.errno not in (errno.EINVAL, errno.ENOENT):  # EINVAL: unmounted already
+                    log.warning('fuseshim: unmounting %s failed: %s', self.mountpoint, e)
+        if s is not None:
+            if not self.wait(self.close_timeout) and self.conn_minor is not None:
+                # a lazily unmounted fs with open files, or a stuck handler
+                kernel.abort_connection(self.conn_minor)
+                self.wait(self.close_timeout)
+            s.exit()
+            if any(t.is_alive() for t in self._threads):
+                self._wake_reader()
+            s.destroy()
+        if self._own_loop_thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._own_loop_thread.join(5)
+            self._loop.close()
+            self._own_loop_thread = None
+
+
+def _check_mountpoint(mountpoint) -> str:
+    path = os.path.abspath(os.fsdecode(mountpoint))
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, 'mountpoint does not exist', path) from None
+    except OSError as e:
+        if e.errno == errno.ENOTCONN:
+            raise MountError(errno.ENOTCONN, 'mountpoint is a dead FUSE mount (its daemon is '
+                             'gone); unmount it first: fusermount3 -u or umount -l', path) from None
+        raise
+    if not stat.S_ISDIR(st.st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, 'mountpoint is not a directory', path)
+    path = os.path.realpath(path)
+    if kernel.is_mountpoint(path):
+        raise MountError(errno.EBUSY, 'something is already mounted there; unmount it or '
+                         'choose another directory', path)
+    return path
