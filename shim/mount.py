@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import stat
+import subprocess
 import threading
 import time
 
@@ -118,7 +119,7 @@ class Mount:
             if self._closed:
                 return
             self._closed = True
-            self._teardown()
+            self._teardown(self.close_timeout)
 
     unmount = close
 
@@ -169,7 +170,7 @@ class Mount:
                 self._start_classic()
         except BaseException:
             self._closed = True
-            self._teardown()
+            self._teardown(grace=0)  # nothing to drain: the connection is failed or aborted
             raise
         log.info('fuseshim: mounted %s via %s startup (%s)', self.mountpoint, path, reason)
 
@@ -251,7 +252,6 @@ class Mount:
         except OSError as e:
             returned.set()
             watchdog.join()
-            self._wake_reader()
             if timed_out:
                 raise InitTimeout(errno.ETIMEDOUT, f'FUSE_INIT was not answered within '
                                   f'{self.init_timeout} s; the connection was aborted and '
@@ -281,12 +281,12 @@ class Mount:
                 log.error('fuseshim: FUSE_INIT not answered within %s s; aborted connection %d',
                           self.init_timeout, minor)
 
-    def _wake_reader(self):
-        """After a failed mount the reader is still blocked on the armed fd;
-        close() does not wake it, a non-restarting signal does."""
+    def _wake_reader(self, timeout=5.0):
+        """Stop the workers.  After a failed mount the reader is still blocked
+        on the armed fd; close() does not wake it, a non-restarting signal does."""
         self._session.exit()
         sig = wake_signal()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + timeout
         for t in self._threads:
             while t.is_alive() and time.monotonic() < deadline:
                 try:
@@ -321,32 +321,52 @@ class Mount:
 
     # ------------------------------------------------------------ teardown
 
-    def _teardown(self):
+    def _teardown(self, grace):
         s = self._session
+        was_mounted = self._mounted
         if self._mounted:
             self._mounted = False
-            try:
-                if self.startup_path == 'sync':
-                    sys_umount(self.mountpoint, MNT_DETACH)
-                else:
-                    s.unmount_classic()
-            except OSError as e:
-                if e.errno not in (errno.EINVAL, errno.ENOENT):  # EINVAL: unmounted already
-                    log.warning('fuseshim: unmounting %s failed: %s', self.mountpoint, e)
+            self._unmount()
         if s is not None:
-            if not self.wait(self.close_timeout) and self.conn_minor is not None:
-                # a lazily unmounted fs with open files, or a stuck handler
+            if was_mounted and not self.wait(grace) and self.conn_minor is not None:
+                # a lazily unmounted fs with files still open, or a stuck handler
                 kernel.abort_connection(self.conn_minor)
-                self.wait(self.close_timeout)
-            s.exit()
-            if any(t.is_alive() for t in self._threads):
-                self._wake_reader()
-            s.destroy()
-        if self._own_loop_thread is not None:
+                self.wait(grace)
+            self._wake_reader(timeout=1.0)
+            busy = [t for t in self._threads if t.is_alive()]
+            if busy:
+                # Destroying the session under a running handler would free
+                # memory libfuse still uses: finish the job when it returns.
+                log.warning('fuseshim: %d worker(s) still inside a handler; the session '
+                            'is destroyed when they return', len(busy))
+                threading.Thread(target=self._destroy_when_idle, daemon=True,
+                                 name='fuseshim-reaper').start()
+            else:
+                s.destroy()
+        if self._own_loop_thread is not None and not any(t.is_alive() for t in self._threads):
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._own_loop_thread.join(5)
             self._loop.close()
             self._own_loop_thread = None
+
+    def _unmount(self):
+        """Lazy unmount, as libfuse does.  libfuse's own unmount skips the
+        umount when the connection is already aborted, so check and finish."""
+        try:
+            if self.startup_path == 'classic':
+                self._session.unmount_classic()
+            if kernel.mountinfo_entry(self.mountpoint) is not None:
+                if kernel.has_cap_sys_admin():
+                    sys_umount(self.mountpoint, MNT_DETACH)
+                else:
+                    subprocess.run(['fusermount3', '-u', '-z', self.mountpoint],
+                                   check=True, capture_output=True)
+        except (OSError, subprocess.CalledProcessError) as e:
+            log.warning('fuseshim: unmounting %s failed: %s', self.mountpoint, e)
+
+    def _destroy_when_idle(self):
+        self.wait()
+        self._session.destroy()
 
 
 def _check_mountpoint(mountpoint) -> str:

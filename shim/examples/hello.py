@@ -16,6 +16,9 @@ class HelloFS(fuseshim.Operations):
     DATA = b'Hello, world!\n'
 
     def getattr(self, inode, ctx=None):
+        return self._attr(inode)
+
+    def _attr(self, inode):
         a = EntryAttributes()
         if inode == ROOT_INODE:
             a.st_mode = stat.S_IFDIR | 0o755
@@ -31,7 +34,7 @@ class HelloFS(fuseshim.Operations):
     def lookup(self, parent_inode, name, ctx=None):
         if parent_inode != ROOT_INODE or name != self.NAME:
             raise FUSEError(errno.ENOENT)
-        return self.getattr(self.HELLO_INODE)
+        return self._attr(self.HELLO_INODE)
 
     def opendir(self, inode, ctx):
         if inode != ROOT_INODE:
@@ -40,7 +43,7 @@ class HelloFS(fuseshim.Operations):
 
     def readdir(self, fh, start_id, token):
         if start_id == 0:
-            fuseshim.readdir_reply(token, self.NAME, self.getattr(self.HELLO_INODE), 1)
+            fuseshim.readdir_reply(token, self.NAME, self._attr(self.HELLO_INODE), 1)
 
     def open(self, inode, flags, ctx):
         if inode != self.HELLO_INODE:
