@@ -301,6 +301,9 @@ class Mount:
         failure = s.mount_classic(self.mountpoint)
         self.mount_returned_ns = time.monotonic_ns()
         if failure is not None:
+            if 'open /dev/fuse' in failure and not kernel.has_cap_sys_admin():
+                failure += (' (/dev/fuse must be accessible to ordinary users for fusermount3; '
+                            "Debian's udev rule makes it mode 0666)")
             raise MountError(errno.EIO, f'libfuse could not mount: {failure}', self.mountpoint)
         self._mounted = True
         self.conn_minor = self._find_minor()
