@@ -46,8 +46,6 @@ cdef extern from "shim_compat.h" nogil:
 
 cdef extern from "fuseshim_config.h":
     const char *FUSESHIM_LIBFUSE_BUILD_VERSION
-    int HAVE_FUSE_SESSION_CUSTOM_IO
-    int HAVE_FUSE_LOOP_CFG_CREATE
     int HAVE_FUSE_PASSTHROUGH_OPEN
     int HAVE_FUSE_REPLY_STATX
     int HAVE_FUSE_SET_FEATURE_FLAG
@@ -169,8 +167,6 @@ def build_features():
     return {
         'libfuse_build_version': FUSESHIM_LIBFUSE_BUILD_VERSION.decode(),
         'passthrough': bool(shim_have_passthrough),
-        'custom_io': bool(HAVE_FUSE_SESSION_CUSTOM_IO),
-        'loop_config': bool(HAVE_FUSE_LOOP_CFG_CREATE),
         'reply_statx': bool(HAVE_FUSE_REPLY_STATX),
         'feature_flags': bool(HAVE_FUSE_SET_FEATURE_FLAG),
         'want_ext_64bit': bool(HAVE_CONN_WANT_EXT),

@@ -252,6 +252,10 @@ cdef class Session:
         if bid <= 0:
             raise OSError(-bid if bid < 0 else errno.EIO, 'fuse_passthrough_open failed')
         shim_fi_set_backing_id(fi, bid)
+        # The kernel refuses passthrough opens carrying other flags than
+        # FOPEN_PASSTHROUGH_MASK (direct_io, parallel writes, noflush).
+        fi.keep_cache = 0
+        fi.nonseekable = 0
         with self.lock:
             self.backing_ids[fi.fh] = bid
 
