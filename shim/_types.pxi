@@ -133,7 +133,8 @@ cdef class FileInfo:
     ``backing_fd`` (libfuse >= 3.17, Linux >= 6.9, as root): an open file
     descriptor whose reads and writes the kernel serves directly (FUSE
     passthrough); fuseshim registers it and releases the backing id on
-    release."""
+    release.  keep_cache and nonseekable are dropped then: the kernel
+    refuses them on passthrough opens."""
     cdef public uint64_t fh
     cdef public bint direct_io
     cdef public bint keep_cache
