@@ -204,7 +204,10 @@ class Mount:
     def _wanted_caps(self) -> dict:
         ops = self.ops
         want = {'writeback_cache': bool(getattr(ops, 'enable_writeback_cache', False)),
-                'posix_acl': bool(getattr(ops, 'enable_acl', False))}
+                'posix_acl': bool(getattr(ops, 'enable_acl', False)),
+                # libfuse turns splice on whenever write_buf exists; for the
+                # small requests that dominate, it costs two extra syscalls each
+                'splice_read': bool(getattr(ops, 'enable_splice_read', False))}
         if getattr(ops, 'enable_passthrough', False):
             want['passthrough'] = True
         return want

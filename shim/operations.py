@@ -24,6 +24,8 @@ class Operations:
     enable_readdirplus = True
     #: Ask for FUSE passthrough (FileInfo.backing_fd); needs libfuse >= 3.17.
     enable_passthrough = False
+    #: Receive requests through a pipe (splice): pays off only for large writes.
+    enable_splice_read = False
     #: pyfuse3 compatibility: "." and ".." are looked up by the filesystem.
     supports_dot_lookup = True
 
