@@ -38,6 +38,7 @@ def test_init_handler_raising_fails_the_mount(mnt, startup):
     assert fuseshim_threads() == []
 
 
+@pytest.mark.expected_errors
 @pytest.mark.parametrize('startup', PATHS)
 def test_init_never_answered_times_out(mnt, startup):
     ops = BlockingInit()

@@ -121,10 +121,6 @@ cdef class Session:
             return captured.text() or 'libfuse gave no reason'
         return None
 
-    def unmount_classic(self):
-        with nogil:
-            fuse_session_unmount(self.se)
-
     def serve(self):
         """Worker loop: receive (GIL released), dispatch, until unmounted."""
         cdef fuse_buf buf

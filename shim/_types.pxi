@@ -241,12 +241,14 @@ cdef class StatvfsData:
 
 @cython.final
 cdef class ReaddirToken:
-    """Opaque: pass it to readdir_reply() while handling readdir."""
+    """Pass it to readdir_reply() while handling readdir.  ``plus`` tells
+    whether the kernel asked for READDIRPLUS (then each entry other than
+    "." and ".." counts as a lookup) or plain READDIR (it does not)."""
     cdef fuse_req_t req
     cdef char *buf
     cdef size_t size
     cdef size_t pos
-    cdef bint plus
+    cdef readonly bint plus
     cdef bint closed
 
     def __dealloc__(self):

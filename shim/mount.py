@@ -356,19 +356,23 @@ class Mount:
             self._own_loop_thread = None
 
     def _unmount(self):
-        """Lazy unmount, as libfuse does.  libfuse's own unmount skips the
-        umount when the connection is already aborted, so check and finish."""
+        """Lazy unmount, as libfuse does, but never through libfuse's
+        fuse_session_unmount(): that also closes /dev/fuse under the running
+        workers (queued RELEASEs would be lost) and skips the umount when the
+        connection was aborted.  The fd is closed later by destroy()."""
         try:
-            if self.startup_path == 'classic':
-                self._session.unmount_classic()
+            if kernel.has_cap_sys_admin():
+                sys_umount(self.mountpoint, MNT_DETACH)
+            else:
+                subprocess.run(['fusermount3', '-u', '-z', '--', self.mountpoint],
+                               check=True, capture_output=True)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.ENOENT):  # EINVAL: not mounted (any more)
+                log.warning('fuseshim: unmounting %s failed: %s', self.mountpoint, e)
+        except subprocess.CalledProcessError as e:
             if kernel.mountinfo_entry(self.mountpoint) is not None:
-                if kernel.has_cap_sys_admin():
-                    sys_umount(self.mountpoint, MNT_DETACH)
-                else:
-                    subprocess.run(['fusermount3', '-u', '-z', self.mountpoint],
-                                   check=True, capture_output=True)
-        except (OSError, subprocess.CalledProcessError) as e:
-            log.warning('fuseshim: unmounting %s failed: %s', self.mountpoint, e)
+                log.warning('fuseshim: fusermount3 -u %s failed: %s', self.mountpoint,
+                            e.stderr.decode(errors='replace').strip())
 
     def _destroy_when_idle(self):
         self.wait()

@@ -5,6 +5,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 
 import fuseshim
 
@@ -28,20 +29,20 @@ def run(ops, args) -> int:
     options = [o for group in args.options for o in group.split(',') if o]
     if args.debug:
         options.append('debug')
+    # Handlers before mounting: a signal at any moment must end in an unmount.
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
         m = fuseshim.mount(ops, args.mountpoint, options=options, startup=args.startup,
                            workers=args.workers)
     except (OSError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
-    print(f'mounted {m.mountpoint} via {m.startup_path} startup ({m.startup_reason})',
-          flush=True)
-    # Signal handlers only set a flag-free wake-up: close() runs on the main thread.
-    stop = signal.SIGINT, signal.SIGTERM
-    for sig in stop:
-        signal.signal(sig, lambda *_: m.close())
     try:
-        while not m.wait(0.5):
+        print(f'mounted {m.mountpoint} via {m.startup_path} startup ({m.startup_reason})',
+              flush=True)
+        while not stop.is_set() and not m.wait(0.2):
             pass
     finally:
         m.close()

@@ -231,9 +231,10 @@ class MemFS(fuseshim.Operations):
         while True:
             if ino == anc.ino:
                 return True
-            if ino == ROOT_INODE:
+            node = self.inodes.get(ino)
+            if ino == ROOT_INODE or node is None:
                 return False
-            ino = self.inodes[ino].parent
+            ino = node.parent
 
     @staticmethod
     def _write_at(node: Inode, off, buf):
@@ -671,7 +672,7 @@ class MemFS(fuseshim.Operations):
         node = self._node(inode)
         if mode == os.F_OK:
             return True
-        uid = ctx.uid if ctx is not None else os.getuid()
+        uid = ctx.uid if ctx is not None else 0
         if uid == 0:
             # root may do anything, but execute only what someone may execute
             return not (mode & os.X_OK) or node.is_dir or bool(node.mode & 0o111)
@@ -723,8 +724,8 @@ class MemFS(fuseshim.Operations):
                     problems.append(f'handle {fh} refers to missing inode {ino}')
             for ino, node in inodes.items():
                 kinds = (node.data is not None, node.target is not None, node.is_dir)
-                if sum(kinds) > 1 or (stat.S_ISREG(node.mode) != kinds[0]) or \
-                        (stat.S_ISLNK(node.mode) != kinds[1]) or (stat.S_ISDIR(node.mode) != kinds[2]):
+                if kinds != (stat.S_ISREG(node.mode), stat.S_ISLNK(node.mode),
+                             stat.S_ISDIR(node.mode)):
                     problems.append(f'inode {ino}: contents do not fit mode {node.mode:o}')
                 if node.is_dir:
                     if names[ino] > 1:

@@ -106,6 +106,7 @@ class PassthroughFS(fuseshim.Operations):
         self._next_ino = ROOT_INODE + 1
         self._dirs: dict[int, _DirHandle] = {}
         self._next_dir_fh = 1
+        self._files: set[int] = set()      # open backing fds (the file handles)
         self.calls = collections.Counter()
         self.anomalies: list[str] = []
 
@@ -168,8 +169,13 @@ class PassthroughFS(fuseshim.Operations):
             os.close(node.fd)
 
     def destroy(self):
-        """Unmounted: the kernel forgot every inode; close their fds."""
+        """Unmounted: the kernel forgot every inode and closed every file
+        (RELEASE requests still queued at unmount are dropped by the kernel),
+        so close all backing fds but the root's."""
         with self._lock:
+            for fd in self._files:
+                os.close(fd)
+            self._files.clear()
             for ino, node in list(self._inodes.items()):
                 if ino != ROOT_INODE:
                     del self._inodes[ino]
@@ -298,8 +304,8 @@ class PassthroughFS(fuseshim.Operations):
 
     @_op
     def link(self, inode, new_parent_inode, new_name, ctx):
-        os.link(os.fsencode(_proc(self._fd(inode))), new_name, dst_dir_fd=self._fd(new_parent_inode),
-                follow_symlinks=True)
+        os.link(os.fsencode(_proc(self._fd(inode))), new_name,
+                dst_dir_fd=self._fd(new_parent_inode), follow_symlinks=True)
         return self._lookup(new_parent_inode, new_name)
 
     # ------------------------------------------------------------ files
@@ -307,6 +313,8 @@ class PassthroughFS(fuseshim.Operations):
     @_op
     def open(self, inode, flags, ctx):
         fd = os.open(_proc(self._fd(inode)), flags & ~(os.O_NOFOLLOW | os.O_CREAT | os.O_EXCL))
+        with self._lock:
+            self._files.add(fd)
         return FileInfo(fh=fd, keep_cache=False)
 
     @_op
@@ -318,6 +326,8 @@ class PassthroughFS(fuseshim.Operations):
         except BaseException:
             os.close(fd)
             raise
+        with self._lock:
+            self._files.add(fd)
         return FileInfo(fh=fd, keep_cache=False), attr
 
     @_op
@@ -335,6 +345,10 @@ class PassthroughFS(fuseshim.Operations):
 
     @_op
     def release(self, fh):
+        with self._lock:
+            if fh not in self._files:
+                raise FUSEError(errno.EBADF)
+            self._files.discard(fh)
         os.close(fh)
 
     @_op

@@ -1,0 +1,271 @@
+"""fuseshim.examples.passthrough through real mounts, compared with its backing dir.
+
+Each scenario runs twice: below the mount (so on SRC/work through FUSE) and
+directly on SRC/native; every step's result must agree.  Afterwards the
+tree seen through the mount must equal the backing tree, and both must equal
+the natively built one.  Parametrized over startup path x handler kind x
+worker count.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import ops_scenarios as sc
+from conftest import MountMode, mounted, mounted_paths
+from fuseshim.examples.passthrough import AsyncPassthroughFS, PassthroughFS
+
+
+def _open_fds_below(path) -> set[str]:
+    out = set()
+    for fd in os.listdir('/proc/self/fd'):
+        try:
+            target = os.readlink(f'/proc/self/fd/{fd}')
+        except OSError:
+            continue
+        if target == path or target.startswith(path + '/'):
+            out.add(target)
+    return out
+
+
+@contextlib.contextmanager
+def passthrough_mounted(tmp_path, mode: MountMode):
+    """Yield (ops, src, mnt); after unmount no backing fd may be left open."""
+    src, mnt = tmp_path / 'src', tmp_path / 'mnt'
+    src.mkdir()
+    mnt.mkdir()
+    src, mnt = str(src), str(mnt)
+    cls = AsyncPassthroughFS if mode.handlers == 'async' else PassthroughFS
+    ops = cls(src)
+    with mounted(ops, mnt, startup=mode.startup, workers=mode.workers) as m:
+        assert m.startup_path == mode.startup
+        yield ops, src, mnt
+    assert ops.check_consistency() == []
+    assert ops.lookup_counts() == {}
+    assert _open_fds_below(src) == {src}, 'backing fds leaked'   # only the root's
+
+
+def _compare_with_backing(tmp_path, mode, scenario, *args):
+    with passthrough_mounted(tmp_path, mode) as (ops, src, mnt):
+        got = sc.run(scenario, os.path.join(mnt, 'work'), *args)
+        ref = sc.run(scenario, os.path.join(src, 'native'), *args)
+        sc.compare(got, ref, 'passthrough', 'backing directory')
+        through_mount = sc.tree(os.path.join(mnt, 'work'), times=True)
+        backing = sc.tree(os.path.join(src, 'work'), times=True)
+        assert through_mount == backing
+        strip = lambda t: {k: {f: v for f, v in i.items() if f != 'mtime_ns'}  # noqa: E731
+                           for k, i in t.items()}
+        assert strip(backing) == strip(sc.tree(os.path.join(src, 'native')))
+        assert ops.check_consistency() == []
+    return ops
+
+
+def test_files(tmp_path, mount_mode):
+    _compare_with_backing(tmp_path, mount_mode, sc.scenario_files)
+
+
+def test_setattr(tmp_path, mount_mode):
+    _compare_with_backing(tmp_path, mount_mode, sc.scenario_setattr)
+
+
+def test_links(tmp_path, mount_mode):
+    _compare_with_backing(tmp_path, mount_mode, sc.scenario_links)
+
+
+def test_rename(tmp_path, mount_mode):
+    ops = _compare_with_backing(tmp_path, mount_mode, sc.scenario_rename)
+    assert ops.calls['rename'] >= 10
+
+
+def test_xattrs(tmp_path, mount_mode):
+    _compare_with_backing(tmp_path, mount_mode, sc.scenario_xattrs)
+
+
+def test_errors_and_dirs(tmp_path, mount_mode):
+    _compare_with_backing(tmp_path, mount_mode, sc.scenario_errors)
+
+
+def test_unlink_open_file(tmp_path, mount_mode):
+    _compare_with_backing(tmp_path, mount_mode, sc.scenario_unlink_open)
+
+
+def test_fallocate_copy_file_range_lseek(tmp_path, mount_mode):
+    ops = _compare_with_backing(tmp_path, mount_mode, sc.scenario_space)
+    assert ops.calls['fallocate'] >= 3
+    assert ops.calls['copy_file_range'] >= 3
+    assert ops.calls['lseek'] >= 4
+
+
+def test_sparse_file_holes(tmp_path, mount_mode):
+    """SEEK_DATA/SEEK_HOLE report the backing file's real holes."""
+    with passthrough_mounted(tmp_path, mount_mode) as (ops, src, mnt):
+        blk = os.statvfs(src).f_bsize
+        results = {}
+        for where in (mnt, src):
+            path = os.path.join(where, 'sparse-' + ('m' if where == mnt else 's'))
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                os.pwrite(fd, b'd' * blk, 0)
+                os.pwrite(fd, b'd' * blk, 16 * blk)
+                os.ftruncate(fd, 32 * blk)
+                os.fsync(fd)
+                sc.fallocate(fd, sc.FALLOC_FL_PUNCH_HOLE | sc.FALLOC_FL_KEEP_SIZE, 0, blk)
+                res = []
+                for off in (0, blk, 8 * blk, 16 * blk, 17 * blk, 31 * blk, 32 * blk):
+                    for whence in (os.SEEK_DATA, os.SEEK_HOLE):
+                        try:
+                            res.append(os.lseek(fd, off, whence))
+                        except OSError as e:
+                            res.append(sc.ename(e.errno))
+                results[where] = res
+            finally:
+                os.close(fd)
+        assert results[mnt] == results[src]
+        # the data block at 16 blocks is found from the start (punched head)
+        assert results[src][0] == 16 * blk and results[src][1] == 0
+        assert ops.calls['lseek'] >= 14
+
+
+def test_locks(tmp_path, mount_mode):
+    _compare_with_backing(tmp_path, mount_mode, sc.scenario_locks)
+
+
+def test_statfs(tmp_path, mount_mode):
+    with passthrough_mounted(tmp_path, mount_mode) as (ops, src, mnt):
+        via, direct = os.statvfs(mnt), os.statvfs(src)
+        for field in ('f_bsize', 'f_frsize', 'f_blocks', 'f_files', 'f_namemax'):
+            assert getattr(via, field) == getattr(direct, field), field
+        for field in ('f_bfree', 'f_bavail', 'f_ffree', 'f_favail'):   # others write too
+            assert abs(getattr(via, field) - getattr(direct, field)) <= \
+                max(1000, getattr(direct, field) // 1000), field
+        assert ops.calls['statfs'] >= 1
+
+
+def test_backing_changes_are_seen(tmp_path, mount_mode):
+    """Files created in SRC directly appear through the mount (lookups are live)."""
+    with passthrough_mounted(tmp_path, mount_mode) as (ops, src, mnt):
+        os.mkdir(os.path.join(src, 'd'))
+        with open(os.path.join(src, 'd', 'f'), 'wb') as f:
+            f.write(b'from the backing side')
+        os.symlink('f', os.path.join(src, 'd', 'l'))
+        assert sorted(os.listdir(os.path.join(mnt, 'd'))) == ['f', 'l']
+        assert sc.read_file(os.path.join(mnt, 'd', 'l')) == b'from the backing side'
+        assert sc.tree(os.path.join(mnt, 'd')) == sc.tree(os.path.join(src, 'd'))
+
+
+def test_forget_closes_backing_fds(tmp_path, mount_mode):
+    """When the kernel evicts its inodes every O_PATH fd is forgotten and closed."""
+    with passthrough_mounted(tmp_path, mount_mode) as (ops, src, mnt):
+        root = os.path.join(mnt, 'tree')
+        os.mkdir(root)
+        for i in range(20):
+            sub = os.path.join(root, f'd{i}')
+            os.mkdir(sub)
+            for j in range(5):
+                with open(os.path.join(sub, f'f{j}'), 'wb') as f:
+                    f.write(b'x' * j)
+            os.link(os.path.join(sub, 'f1'), os.path.join(sub, 'hard'))
+            os.symlink('f2', os.path.join(sub, 'sym'))
+        for dirpath, dirnames, filenames in os.walk(root):
+            for n in filenames:
+                os.lstat(os.path.join(dirpath, n))
+        keep = open(os.path.join(root, 'd0', 'f3'), 'rb')
+        for i in range(10):
+            os.unlink(os.path.join(root, f'd{i}', 'f4'))
+        os.unlink(os.path.join(root, 'd0', 'f3'))
+        assert len(ops.lookup_counts()) > 100
+        assert keep.read() == b'xxx'
+        keep.close()
+        deadline = time.monotonic() + 10
+        while ops.lookup_counts():
+            assert time.monotonic() < deadline, 'the kernel did not forget the inodes'
+            with open('/proc/sys/vm/drop_caches', 'w') as f:
+                f.write('2')
+            time.sleep(0.05)
+        assert ops.calls['forget'] > 0
+        assert _open_fds_below(src) == {src}
+        assert ops.check_consistency() == []
+        assert os.stat(os.path.join(root, 'd5', 'hard')).st_nlink == 2
+        assert sorted(os.listdir(os.path.join(root, 'd0'))) == ['f0', 'f1', 'f2', 'hard', 'sym']
+
+
+def test_readdir_10000(tmp_path, mount_startup):
+    mode = MountMode(mount_startup, 'sync', 3)
+    names = [f'entry-{i:05d}-{"x" * (i % 40)}' for i in range(10_000)]
+    with passthrough_mounted(tmp_path, mode) as (ops, src, mnt):
+        got = sc.run(sc.scenario_many_entries, os.path.join(mnt, 'work'), names)
+        ref = sc.run(sc.scenario_many_entries, os.path.join(src, 'native'), names)
+        sc.compare(got, ref, 'passthrough', 'backing directory')
+        assert ops.calls['readdir'] >= 4
+        # a big directory filled behind the mount's back lists the same
+        big = os.path.join(src, 'big')
+        os.mkdir(big)
+        for n in names:
+            os.close(os.open(os.path.join(big, n), os.O_CREAT | os.O_WRONLY, 0o600))
+        assert sorted(os.listdir(os.path.join(mnt, 'big'))) == sorted(names)
+        ls = subprocess.run(['ls', '-1', '-f', os.path.join(mnt, 'big')], check=True,
+                            capture_output=True, text=True).stdout.split()
+        assert sorted(n for n in ls if n not in ('.', '..')) == sorted(names)
+
+
+def test_async_handlers_are_coroutines(tmp_path):
+    from fuseshim.operations import implemented_operations
+    import inspect
+    ops = AsyncPassthroughFS(str(tmp_path))
+    names = implemented_operations(ops) - {'readdirplus'}
+    assert len(names) >= 30 and not names & {'getlk', 'setlk', 'flock'}
+    assert all(inspect.iscoroutinefunction(getattr(ops, n)) for n in names)
+
+
+def _wait_catching_sigterm(proc, timeout=10.0):
+    """Wait until ``proc`` has a SIGTERM handler installed (SigCgt)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(f'/proc/{proc.pid}/status') as f:
+            caught = int(next(ln for ln in f if ln.startswith('SigCgt:')).split()[1], 16)
+        if caught & (1 << (signal.SIGTERM - 1)):
+            return
+        assert time.monotonic() < deadline, 'no SIGTERM handler installed'
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize('handlers', ['sync', 'async'])
+def test_command_line(tmp_path, handlers):
+    """python -m fuseshim.examples.passthrough SRC MNT mirrors SRC until SIGTERM."""
+    src, mnt = tmp_path / 'src', tmp_path / 'mnt'
+    src.mkdir()
+    mnt.mkdir()
+    (src / 'existing').write_bytes(b'old')
+    argv = [sys.executable, '-m', 'fuseshim.examples.passthrough', str(src), str(mnt),
+            '--startup', 'classic', '--workers', '2'] + (['--async'] if handlers == 'async' else [])
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith(f'mounted {mnt} via classic startup'), (line, proc.stderr.read())
+        assert (mnt / 'existing').read_bytes() == b'old'
+        (mnt / 'new').write_bytes(b'new')
+        assert (src / 'new').read_bytes() == b'new'
+        _wait_catching_sigterm(proc)    # _cli.run prints its banner first
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        leftover = str(mnt) in mounted_paths()
+        if leftover:
+            subprocess.run(['umount', '-l', str(mnt)], check=False)
+    assert not leftover, 'the command line left its mount behind'
+
+
+def test_command_line_usage():
+    res = subprocess.run([sys.executable, '-m', 'fuseshim.examples.passthrough', '--help'],
+                         capture_output=True, text=True, check=True)
+    usage = ' '.join(res.stdout.split())
+    assert 'SRC mountpoint' in usage and '--startup' in usage and '--workers' in usage
