@@ -103,5 +103,17 @@ def mount_startup(request) -> str:
     return request.param
 
 
+@pytest.fixture
+def mnt(tmp_path):
+    """An empty mountpoint; the test fails if it is left mounted."""
+    path = tmp_path / 'mnt'
+    path.mkdir()
+    yield str(path)
+    leftover = str(path) in mounted_paths()
+    if leftover:
+        subprocess.run(['umount', '-l', str(path)], check=False, capture_output=True)
+    assert not leftover, f'a test left {path} mounted'
+
+
 # Every test fails on an unexpected ERROR log line (see log_guard.py).
 from log_guard import fail_on_unexpected_log_errors  # noqa: E402,F401  (autouse fixture)

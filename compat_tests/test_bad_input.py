@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import errno
-import os
 import subprocess
 import sys
 import textwrap
@@ -12,14 +11,6 @@ import pytest
 import fuseshim
 
 from startup_helpers import RecordingHello, force_unmount, mounted_at
-
-
-@pytest.fixture
-def mnt(tmp_path):
-    path = tmp_path / 'mnt'
-    path.mkdir()
-    yield str(path)
-    force_unmount(str(path))
 
 
 def test_missing_mountpoint(tmp_path):
@@ -78,9 +69,12 @@ def test_dead_mount_is_reported(mnt):
         os._exit(0)
     ''')
     subprocess.run([sys.executable, '-c', script], check=True, timeout=30)
-    assert mounted_at(mnt)
-    with pytest.raises(fuseshim.MountError, match='dead FUSE mount'):
-        fuseshim.mount(RecordingHello(), mnt)
+    try:
+        assert mounted_at(mnt)
+        with pytest.raises(fuseshim.MountError, match='dead FUSE mount'):
+            fuseshim.mount(RecordingHello(), mnt)
+    finally:
+        force_unmount(mnt)
 
 
 @pytest.mark.parametrize('device_state, message', [

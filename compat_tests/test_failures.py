@@ -5,8 +5,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -18,15 +16,6 @@ from startup_helpers import (BlockingInit, FailingHandlers, RaisingInit, Recordi
 from test_startup import kernel_at_least
 
 PATHS = ['sync', 'classic'] if kernel_at_least(6, 18) else ['classic']
-
-
-@pytest.fixture
-def mnt(tmp_path):
-    path = tmp_path / 'mnt'
-    path.mkdir()
-    yield str(path)
-    force_unmount(str(path))
-    assert not mounted_at(str(path)), 'a test left a mount behind'
 
 
 @pytest.mark.parametrize('startup', PATHS)

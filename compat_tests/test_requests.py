@@ -11,12 +11,8 @@ import sys
 import threading
 import time
 
-import pytest
-
 import fuseshim
 from fuseshim import EntryAttributes, FUSEError, ROOT_INODE
-
-from startup_helpers import force_unmount, mounted_at
 
 
 class ProbeFS(fuseshim.Operations):
@@ -64,15 +60,6 @@ class ProbeFS(fuseshim.Operations):
     def read(self, fh, off, size):
         self.reads += 1
         return self.data[off:off + size]
-
-
-@pytest.fixture
-def mnt(tmp_path):
-    path = tmp_path / 'mnt'
-    path.mkdir()
-    yield str(path)
-    force_unmount(str(path))
-    assert not mounted_at(str(path))
 
 
 def test_two_workers_serve_requests_concurrently(mnt):

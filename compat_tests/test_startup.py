@@ -11,8 +11,7 @@ import pytest
 import fuseshim
 from fuseshim.kernel import SYNC_INIT_IOCTL
 
-from startup_helpers import (AsyncHello, RecordingHello, force_unmount, fuseshim_threads,
-                             mounted_at)
+from startup_helpers import AsyncHello, RecordingHello, fuseshim_threads, mounted_at
 
 
 def kernel_at_least(major, minor):
@@ -29,15 +28,6 @@ def ioctl_answer():
         return e.errno
     finally:
         os.close(fd)
-
-
-@pytest.fixture
-def mnt(tmp_path):
-    path = tmp_path / 'mnt'
-    path.mkdir()
-    yield str(path)
-    force_unmount(str(path))
-    assert not mounted_at(str(path)), 'a test left a mount behind'
 
 
 def test_probe_matches_the_kernel():
@@ -114,7 +104,7 @@ def test_auto_unmount_needs_the_classic_path(mnt):
 def test_async_handlers_on_own_loop(mnt, startup):
     if startup == 'sync' and not kernel_at_least(6, 18):
         pytest.skip('needs Linux >= 6.18 (SYNC_INIT)')
-    with fuseshim.mount(AsyncHello(), mnt, startup=startup) as m:
+    with fuseshim.mount(AsyncHello(), mnt, startup=startup):
         assert open(os.path.join(mnt, 'hello')).read() == 'Hello, world!\n'
         assert 'fuseshim-asyncio' in fuseshim_threads()
     assert 'fuseshim-asyncio' not in fuseshim_threads()
