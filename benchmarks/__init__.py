@@ -1,0 +1,1 @@
+"""fuseshim's benchmark suite: ``python -m benchmarks`` (see docs/performance.md)."""

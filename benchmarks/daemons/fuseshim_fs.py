@@ -1,0 +1,168 @@
+"""Passthrough on fuseshim's own API (sync or async handlers, 1..N workers).
+
+    python -m benchmarks.daemons.fuseshim_fs SRC MNT [--async] [--workers N]
+"""
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import signal
+import sys
+
+import fuseshim
+from fuseshim import ROOT_INODE, EntryAttributes, FileInfo, FUSEError, StatvfsData
+
+from ._common import OPEN_FLAG_MASK, dtype_mode, parser
+
+# Answer READDIRPLUS only where the binding says which readdir requests are
+# READDIRPLUS (their entries need full attributes and count as lookups).
+PLUS_VISIBLE = hasattr(fuseshim.ReaddirToken, 'plus')
+from_stat = EntryAttributes.from_stat
+
+
+class PassFS(fuseshim.Operations):
+    enable_readdirplus = PLUS_VISIBLE
+
+    def __init__(self, source):
+        self.root = os.fsencode(os.path.realpath(source))
+        self.root_ino = os.lstat(self.root).st_ino
+        self.paths = {ROOT_INODE: self.root}
+        self.dirs = {}
+        self.dir_ids = itertools.count(1)
+
+    def _entry(self, path):
+        st = os.lstat(path)
+        a = from_stat(st, entry_timeout=0, attr_timeout=0)
+        if st.st_ino == self.root_ino:
+            a.st_ino = ROOT_INODE
+        else:
+            self.paths[st.st_ino] = path
+        return a
+
+    def _path(self, inode):
+        try:
+            return self.paths[inode]
+        except KeyError:
+            raise FUSEError(errno.ESTALE) from None
+
+    def lookup(self, parent_inode, name, ctx):
+        try:
+            return self._entry(self._path(parent_inode) + b'/' + name)
+        except OSError as e:
+            raise FUSEError(e.errno) from None
+
+    def forget(self, inode_list):
+        pass  # paths stay known (every daemon in this suite does the same)
+
+    def getattr(self, inode, ctx):
+        try:
+            st = os.lstat(self._path(inode))
+        except OSError as e:
+            raise FUSEError(e.errno) from None
+        a = from_stat(st, entry_timeout=0, attr_timeout=0)
+        a.st_ino = inode
+        return a
+
+    def open(self, inode, flags, ctx):
+        try:
+            fd = os.open(self._path(inode), flags & OPEN_FLAG_MASK)
+        except OSError as e:
+            raise FUSEError(e.errno) from None
+        return FileInfo(fh=fd, keep_cache=False)
+
+    def create(self, parent_inode, name, mode, flags, ctx):
+        path = self._path(parent_inode) + b'/' + name
+        try:
+            fd = os.open(path, flags | os.O_CREAT, mode)
+            return FileInfo(fh=fd, keep_cache=False), self._entry(path)
+        except OSError as e:
+            raise FUSEError(e.errno) from None
+
+    def read(self, fh, off, size):
+        return os.pread(fh, size, off)
+
+    def write(self, fh, off, buf):
+        return os.pwrite(fh, buf, off)
+
+    def flush(self, fh):
+        os.close(os.dup(fh))
+
+    def release(self, fh):
+        os.close(fh)
+
+    def opendir(self, inode, ctx):
+        fh = next(self.dir_ids)
+        self.dirs[fh] = [self._path(inode), None]
+        return fh
+
+    def readdir(self, fh, start_id, token):
+        d = self.dirs[fh]
+        if start_id == 0 or d[1] is None:
+            with os.scandir(d[0]) as it:
+                d[1] = [(e.name, e.inode(), dtype_mode(e)) for e in it]
+        listing = d[1]
+        plus = PLUS_VISIBLE and token.plus
+        reply = fuseshim.readdir_reply
+        for i in range(start_id, len(listing)):
+            name, ino, mode = listing[i]
+            if plus:
+                try:
+                    attr = self._entry(d[0] + b'/' + name)
+                except OSError:
+                    continue
+            else:
+                attr = EntryAttributes()
+                attr.st_ino = ino
+                attr.st_mode = mode
+            if not reply(token, name, attr, i + 1):
+                break
+
+    def releasedir(self, fh):
+        self.dirs.pop(fh, None)
+
+    def statfs(self, ctx):
+        return StatvfsData.from_statvfs(os.statvfs(self.root))
+
+
+HOT = ('lookup', 'forget', 'getattr', 'open', 'create', 'read', 'write', 'flush', 'release',
+       'opendir', 'readdir', 'releasedir', 'statfs')
+
+
+def _async(name):
+    sync = getattr(PassFS, name)
+
+    async def handler(self, *args):
+        return sync(self, *args)
+    handler.__name__ = name
+    return handler
+
+
+AsyncPassFS = type('AsyncPassFS', (PassFS,), {n: _async(n) for n in HOT})
+
+
+def main(argv=None):
+    p = parser(__doc__)
+    p.add_argument('--async', dest='use_async', action='store_true')
+    p.add_argument('--workers', type=int, default=1)
+    p.add_argument('--startup', default='auto')
+    p.add_argument('--plain-readdir', action='store_true',
+                   help='answer plain READDIR only (no READDIRPLUS)')
+    args = p.parse_args(argv)
+    ops = (AsyncPassFS if args.use_async else PassFS)(args.source)
+    if args.plain_readdir:
+        ops.enable_readdirplus = False
+    m = fuseshim.mount(ops, args.mountpoint, options=[f'fsname={args.fsname}'],
+                       workers=args.workers, startup=args.startup)
+    print(f'fuseshim: mounted via {m.startup_path} startup', file=sys.stderr, flush=True)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: m.close())
+    try:
+        while not m.wait(1.0):
+            pass
+    finally:
+        m.close()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,394 @@
+"""Helpers for the differential tests of fuseshim.compat (pyfuse3, fusepy,
+mfusepy): peer downloads, the filesystem-in-a-subprocess fixture, and the
+probes that turn a mounted tree into comparable observations.
+
+Every filesystem runs in its own subprocess (compat_runner.py) so the real
+peer and the compat layer never share a process (both keep global state).
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+RUNNER = HERE / 'compat_runner.py'
+PEER_CACHE = Path(os.environ.get('FUSESHIM_PEER_CACHE',
+                                 Path.home() / '.cache' / 'fuseshim' / 'peers'))
+STARTUPS = ('sync', 'classic')
+
+# Peer versions whose sdists the example tests download.
+PYFUSE3_VERSION = '3.5.0'
+FUSEPY_VERSION = '3.0.1'
+MFUSEPY_VERSION = '3.1.1'
+
+
+# ---------------------------------------------------------------- mounts
+
+def mounted_paths() -> set[str]:
+    with open('/proc/self/mounts') as f:
+        return {line.split()[1].encode().decode('unicode_escape') for line in f}
+
+
+def wait_mounted(path: str, proc: subprocess.Popen, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path in mounted_paths():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.02)
+    return False
+
+
+def force_unmount(path: str):
+    """Last resort: lazy unmount (a dead FUSE mount, or one still busy)."""
+    if path in mounted_paths():
+        subprocess.run(['umount', '-l', path], check=False, capture_output=True)
+    deadline = time.monotonic() + 5
+    while path in mounted_paths() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+class FsProcess:
+    """A filesystem served by a subprocess we started.  ``stop()`` unmounts
+    it the way a user would (umount), waits for the process to exit, and
+    makes sure nothing stays mounted."""
+
+    def __init__(self, cmd, mnt, *, env=None, cwd=None, timeout=60.0):
+        self.cmd = [str(c) for c in cmd]
+        self.mnt = os.path.realpath(mnt)
+        self.env = env
+        self.cwd = cwd
+        self.timeout = timeout
+        self.proc = None
+        self.out = ''
+        self.err = ''
+        self.returncode = None
+        self._timer = None
+
+    def start(self, expect_mount=True):
+        os.makedirs(self.mnt, exist_ok=True)
+        self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     errors='replace')
+        self._readers = [threading.Thread(target=self._drain, args=(s, k), daemon=True)
+                         for s, k in ((self.proc.stdout, 'out'), (self.proc.stderr, 'err'))]
+        for t in self._readers:
+            t.start()
+        # A hung filesystem must not hang the test: kill our process after the
+        # time limit (that aborts the connection, so blocked syscalls return).
+        self._timer = threading.Timer(self.timeout, self._kill)
+        self._timer.daemon = True
+        self._timer.start()
+        if expect_mount and not wait_mounted(self.mnt, self.proc):
+            self.stop()
+            raise AssertionError(f'{self.cmd} did not mount {self.mnt}:\n{self.err}')
+        return self
+
+    def _drain(self, stream, kind):
+        chunks = []
+        for line in stream:
+            chunks.append(line)
+            setattr(self, kind, ''.join(chunks))
+        setattr(self, kind, ''.join(chunks))
+
+    def _kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+
+    def wait(self, timeout=15.0):
+        try:
+            self.returncode = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.returncode = self.proc.wait(5)
+        for t in self._readers:
+            t.join(5)
+        return self.returncode
+
+    def signal(self, sig):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def stop(self, how='umount'):
+        """Unmount (``umount``) or signal the process, then reap it."""
+        try:
+            if self.proc.poll() is None:
+                if how == 'umount':
+                    if self.mnt in mounted_paths():
+                        subprocess.run(['umount', self.mnt], check=False, capture_output=True)
+                else:
+                    self.proc.send_signal(how)
+            self.wait()
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+            force_unmount(self.mnt)
+        assert self.mnt not in mounted_paths(), f'{self.mnt} still mounted'
+        return self.returncode
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        if self.returncode is None:
+            self.stop()
+        else:
+            force_unmount(self.mnt)
+
+
+_SITE_DIR = None
+_SITECUSTOMIZE = '''\
+# Test hook (compat_helpers): report fuseshim's startup line on stderr even
+# when the program under test configures no logging.
+import logging, sys
+_h = logging.StreamHandler(sys.stderr)
+_h.setFormatter(logging.Formatter('[fuseshim-report] %(message)s'))
+_h.addFilter(lambda r: 'startup (' in r.getMessage())
+_l = logging.getLogger('fuseshim')
+_l.addHandler(_h)
+if _l.level == logging.NOTSET or _l.level > logging.INFO:
+    _l.setLevel(logging.INFO)
+'''
+
+
+def _site_dir():
+    global _SITE_DIR
+    if _SITE_DIR is None:
+        import tempfile
+        _SITE_DIR = tempfile.mkdtemp(prefix='fuseshim-compat-site-')
+        Path(_SITE_DIR, 'sitecustomize.py').write_text(_SITECUSTOMIZE)
+    return _SITE_DIR
+
+
+def runner_env(api: str, startup: str | None = None, extra=None):
+    env = dict(os.environ)
+    env.pop('FUSESHIM_STARTUP', None)
+    if startup is not None:
+        env['FUSESHIM_STARTUP'] = startup
+    if api.startswith('mfusepy'):
+        env['FUSE_LIBRARY_NAME'] = 'fuse3'   # else mfusepy may pick libfuse 2
+    env['PYTHONPATH'] = os.pathsep.join([_site_dir(), str(HERE)] + [p for p in
+                                                       env.get('PYTHONPATH', '').split(os.pathsep)
+                                                       if p])
+    env['PYTHONUNBUFFERED'] = '1'
+    env['PYTHONWARNINGS'] = 'ignore::DeprecationWarning'
+    if extra:
+        env.update(extra)
+    return env
+
+
+def startup_logged(stderr: str) -> str | None:
+    m = re.search(r'mounted \S+ via (sync|classic) startup', stderr)
+    return m.group(1) if m else None
+
+
+def run_fs(api, fs, mnt, body, *, startup=None, args=(), stop='umount', env=None,
+           timeout=60.0):
+    """Serve test filesystem ``fs`` (a factory in a test module) through
+    ``api`` in a subprocess, run ``body(mnt)``, stop it; return
+    (body result, FsProcess)."""
+    cmd = [sys.executable, RUNNER, '--api', api, '--fs', fs, '--mnt', mnt, *args]
+    p = FsProcess(cmd, mnt, env=runner_env(api, startup, env), timeout=timeout)
+    with p:
+        try:
+            result = body(p.mnt)
+        except BaseException:
+            p.stop()
+            raise
+        if stop is not None:
+            p.stop(stop)
+    return result, p
+
+
+def check_compat_startup(p: FsProcess, startup: str):
+    got = startup_logged(p.err)
+    assert got == startup, f'expected the {startup} startup path, log says {got!r}:\n{p.err}'
+
+
+# ---------------------------------------------------------------- peers
+
+def _pip_download(spec: str, dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    name = spec.split('==')[0]
+    found = [p for p in dest.iterdir() if p.name.lower().startswith(name.lower() + '-')
+             and p.name.endswith(('.tar.gz', '.zip'))]
+    if not found:
+        r = subprocess.run([sys.executable, '-m', 'pip', 'download', '--no-deps', '--no-binary',
+                            ':all:', spec, '-d', str(dest)], capture_output=True, text=True,
+                           timeout=300)
+        if r.returncode != 0:
+            pytest.skip(f'cannot download the {spec} sdist from PyPI '
+                        f'(PyPI unreachable?): {r.stderr.strip()[-300:]}')
+        found = [p for p in dest.iterdir() if p.name.lower().startswith(name.lower() + '-')
+                 and p.name.endswith(('.tar.gz', '.zip'))]
+    return found[0]
+
+
+def peer_sdist(name: str, version: str) -> Path:
+    """Download (once, cached) and unpack a peer's sdist; return its root."""
+    spec = f'{name}=={version}'
+    cache = PEER_CACHE / f'{name}-{version}'
+    root = cache / 'src'
+    if not (root / '.complete').exists():
+        archive = _pip_download(spec, cache)
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        with tarfile.open(archive) as tf:
+            tf.extractall(root, filter='data') if hasattr(tarfile, 'data_filter') \
+                else tf.extractall(root)
+        (root / '.complete').touch()
+    [top] = [p for p in root.iterdir() if p.is_dir()]
+    return top
+
+
+def fusepy_examples(name: str, version: str) -> Path:
+    """The example directory of fusepy/mfusepy.  Their sdists on PyPI carry
+    no examples (only fuse.py / mfusepy.py and tests), and PyPI is the only
+    source tests may fetch from; so the examples are read from a checkout of
+    the peer's repository placed in the peer cache (or $FUSESHIM_<NAME>_EXAMPLES)."""
+    top = peer_sdist(name, version)
+    if (top / 'examples').is_dir():
+        return top / 'examples'
+    env = os.environ.get(f'FUSESHIM_{name.upper()}_EXAMPLES')
+    candidates = [Path(env)] if env else []
+    candidates.append(PEER_CACHE / f'{name}-examples')
+    for c in candidates:
+        if (c / 'memory.py').is_file():
+            return c
+    pytest.skip(f'the {name} {version} sdist on PyPI ships no examples/ and no checkout of '
+                f'them is in {PEER_CACHE / (name + "-examples")} '
+                f'(or $FUSESHIM_{name.upper()}_EXAMPLES)')
+
+
+def rewrite_imports(src: Path, dst: Path, rules) -> Path:
+    """Copy an example with only its import lines rewritten (``rules``:
+    (regex, replacement) applied to whole lines)."""
+    text = src.read_text()
+    out = []
+    changed = 0
+    for line in text.splitlines(keepends=True):
+        new = line
+        for pat, rep in rules:
+            new = re.sub(pat, rep, new)
+        changed += new != line
+        out.append(new)
+    assert changed, f'no import line of {src} matched {rules}'
+    dst.write_text(''.join(out))
+    return dst
+
+
+PYFUSE3_RULES = [
+    (r'^import pyfuse3\.asyncio$', 'import fuseshim.compat.pyfuse3_asyncio'),
+    (r'^import pyfuse3$', 'import fuseshim.compat.pyfuse3 as pyfuse3'),
+    (r'^from pyfuse3 import', 'from fuseshim.compat.pyfuse3 import'),
+]
+FUSEPY_RULES = [(r'^from fuse import', 'from fuseshim.compat.fusepy import'),
+                (r'^import fuse$', 'import fuseshim.compat.fusepy as fuse')]
+MFUSEPY_RULES = [(r'^import mfusepy as fuse$', 'import fuseshim.compat.mfusepy as fuse'),
+                 (r'^import mfusepy$', 'import fuseshim.compat.mfusepy as mfusepy'),
+                 (r'^from mfusepy import', 'from fuseshim.compat.mfusepy import')]
+
+
+def run_example(script: Path, args, mnt, body, *, env_api, startup=None, stop='umount',
+                cwd=None, timeout=60.0, env=None):
+    cmd = [sys.executable, script, *args]
+    p = FsProcess(cmd, mnt, env=runner_env(env_api, startup, env), cwd=cwd, timeout=timeout)
+    with p:
+        try:
+            result = body(p.mnt)
+        except BaseException:
+            p.stop()
+            raise
+        if stop is not None:
+            p.stop(stop)
+    return result, p
+
+
+# ---------------------------------------------------------------- probes
+
+def oserr(fn, *args, **kw):
+    """fn(*args) -> ('ok', result) or ('err', errno name)."""
+    try:
+        return ['ok', fn(*args, **kw)]
+    except OSError as e:
+        return ['err', errno.errorcode.get(e.errno, e.errno)]
+
+
+def stat_view(st, fields=('mode', 'nlink', 'uid', 'gid', 'size')):
+    d = {}
+    for f in fields:
+        v = getattr(st, 'st_' + f)
+        d[f] = oct(v) if f == 'mode' else v
+    return d
+
+
+class InoNames:
+    """Inode numbers differ between runs only by allocation; compare the
+    equalities between them by naming each new number in order of appearance."""
+
+    def __init__(self):
+        self.names = {}
+
+    def __call__(self, ino):
+        if ino not in self.names:
+            self.names[ino] = f'ino{len(self.names)}'
+        return self.names[ino]
+
+
+def normalized(obj):
+    """JSON round trip: tuples become lists, so results compare cleanly."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def settled_listdir(path, timeout=3.0):
+    """os.listdir once no .fuse_hidden* file is left.  The kernel sends
+    RELEASE asynchronously after close(), so an unlink right after a close
+    may still find the file open (libfuse then hides it until the release):
+    the hidden file is transient with the real peers too."""
+    deadline = time.monotonic() + timeout
+    while True:
+        names = os.listdir(path)
+        if not any(n.startswith('.fuse_hidden') for n in names) or time.monotonic() > deadline:
+            return names
+        time.sleep(0.02)
+
+
+def drop_kernel_caches():
+    """Make the kernel forget cached dentries and inodes (FORGETs follow)."""
+    os.sync()
+    with open('/proc/sys/vm/drop_caches', 'w') as f:
+        f.write('2')
+
+
+def wait_gone(pid: int, timeout=10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@contextlib.contextmanager
+def scratch_dir(tmp_path, name):
+    d = tmp_path / name
+    d.mkdir(parents=True, exist_ok=True)
+    try:
+        yield d
+    finally:
+        force_unmount(str(d))

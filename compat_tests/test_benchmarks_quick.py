@@ -1,0 +1,85 @@
+"""The benchmark suite works (CI): ``python -m benchmarks --quick`` mounts every
+implementation that is usable here (fuseshim's own always; the peers and C
+examples when installed/built), answers each benchmark once with tiny sizes,
+and writes well-formed JSON.  No timing is asserted anywhere."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason='the benchmarks mount filesystems: needs root'),
+    pytest.mark.skipif(not os.path.exists('/dev/fuse'), reason='no /dev/fuse'),
+]
+
+ALWAYS = ('backing', 'fuseshim-sync-1w', 'fuseshim-sync-2w', 'fuseshim-async')
+PER_RUN = {'stat_ops', 'pstat_ops', 'listdir_ops', 'read_mbps', 'create_ops'}
+PER_DAEMON = {'mount_ready_ms', 'cpu_us_per_req'}
+
+
+def _mounts():
+    with open('/proc/self/mountinfo') as f:
+        return {line.split()[4] for line in f}
+
+
+@pytest.fixture(scope='module')
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp('bench')
+    before = _mounts()
+    # --no-build: the C peers take part only if already built into the cache
+    p = subprocess.run([sys.executable, '-m', 'benchmarks', '--quick', '--no-build',
+                        '--out', str(out)], cwd=REPO, capture_output=True, text=True,
+                       timeout=240)
+    leftover = {m for m in _mounts() - before if 'fuseshim-bench' in m}
+    return p, out, leftover
+
+
+def test_quick_mode_completes(quick_run):
+    p, out, leftover = quick_run
+    assert p.returncode == 0, f'exit {p.returncode}\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}'
+    assert not leftover, f'mounts left behind: {leftover}'
+    assert (out / 'results.md').read_text().startswith('# fuseshim benchmark results')
+
+
+def test_quick_mode_json(quick_run):
+    _, out, _ = quick_run
+    data = json.loads((out / 'results.json').read_text())
+    for key in ('meta', 'implementations', 'samples', 'summary', 'ratios', 'targets',
+                'import_time', 'inproc_mount', 'errors', 'failed'):
+        assert key in data, key
+    assert data['meta']['config']['quick'] is True
+    assert not data['failed'], data['failed']
+    impls = data['implementations']
+    for name in ALWAYS:
+        assert impls[name]['available'], (name, impls[name])
+    samples = data['samples']['pinned']
+    for name, info in impls.items():
+        if not info['available']:
+            assert info['skip_reason'], name       # skipped, with the reason printed
+            assert name not in samples
+            continue
+        want = PER_RUN | (set() if name == 'backing' else PER_DAEMON)
+        assert want <= set(samples[name]), (name, sorted(samples[name]))
+        for metric in want:
+            for v in samples[name][metric]:
+                assert isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, (name, metric, v)
+        summary = data['summary']['pinned'][name]
+        assert {'median', 'min', 'max', 'n'} <= set(summary['stat_ops'])
+    for t in data['targets']:
+        assert {'id', 'target', 'status', 'measured'} <= set(t), t
+        assert t['status'] == 'not judged (quick mode)', t
+    inproc = data['inproc_mount']['pinned']
+    assert inproc and all('ready_ms' in s for s in inproc)
+    assert 'median_ms' in data['import_time']['fuseshim'], data['import_time']
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert (out / 'ratios.png').stat().st_size > 0

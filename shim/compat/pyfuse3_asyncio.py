@@ -1,0 +1,98 @@
+"""fuseshim.compat.pyfuse3_asyncio: the ``pyfuse3.asyncio`` module.
+
+``enable()`` switches fuseshim.compat.pyfuse3 to asyncio: ``pyfuse3.main()``
+is then awaited inside an asyncio loop (``asyncio.run(pyfuse3.main())``) and
+the handlers run as tasks of that loop.  ``disable()`` switches back to trio.
+
+As in pyfuse3, this module also stands in for the ``trio`` names pyfuse3
+uses (``current_trio_token``, ``open_nursery``, ``Lock``, ...), and after
+``enable()`` it is what ``pyfuse3.trio`` refers to.  The module is reachable
+as ``fuseshim.compat.pyfuse3.asyncio`` as well.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import sys
+from typing import Any, Callable, Optional
+
+Lock = asyncio.Lock
+
+
+def _pyfuse3():
+    from . import pyfuse3
+    return pyfuse3
+
+
+def enable() -> None:
+    """Switch pyfuse3 to asyncio mode."""
+    me = sys.modules[__name__]
+    me.lowlevel = me
+    me.from_thread = me
+    _pyfuse3().trio = me
+
+
+def disable() -> None:
+    """Switch pyfuse3 back to the default (trio) mode."""
+    p = _pyfuse3()
+    p.trio = p._real_trio
+
+
+def current_trio_token() -> str:
+    return 'asyncio'
+
+
+class ClosedResourceError(Exception):
+    pass
+
+
+_read_futures: dict = collections.defaultdict(set)
+
+
+async def wait_readable(fd) -> None:
+    """Wait until ``fd`` is readable (the trio.lowlevel.wait_readable stand-in)."""
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    _read_futures[fd].add(fut)
+    loop.add_reader(fd, lambda: fut.done() or fut.set_result(None))
+    try:
+        await fut
+    finally:
+        loop.remove_reader(fd)
+        _read_futures[fd].discard(fut)
+        if not _read_futures[fd]:
+            del _read_futures[fd]
+
+
+def notify_closing(fd) -> None:
+    for fut in list(_read_futures.get(fd, ())):
+        if not fut.done():
+            fut.set_exception(ClosedResourceError())
+
+
+def current_task() -> Optional[asyncio.Task]:
+    return asyncio.current_task()
+
+
+class _Nursery:
+    """The part of trio's nursery pyfuse3 code uses: start_soon, and an
+    ``async with`` exit that waits for every started task."""
+
+    async def __aenter__(self) -> '_Nursery':
+        self.tasks: set = set()
+        return self
+
+    def start_soon(self, func: Callable[..., Any], *args: Any, name: Optional[str] = None) -> None:
+        task = asyncio.get_running_loop().create_task(func(*args))
+        if name is not None:
+            task.set_name(str(name))
+        self.tasks.add(task)
+
+    async def __aexit__(self, exc_type, exc_value, traceback) -> None:
+        while self.tasks:
+            done, _ = await asyncio.wait(tuple(self.tasks))
+            self.tasks.difference_update(done)
+
+
+def open_nursery() -> _Nursery:
+    return _Nursery()
