@@ -85,14 +85,16 @@ cdef class EntryAttributes:
     def from_stat(st, *, entry_timeout=None, attr_timeout=None):
         """Build from an ``os.stat_result`` (st_ino is copied too)."""
         cdef EntryAttributes a = EntryAttributes.__new__(EntryAttributes)
-        a.e.ino = st.st_ino
-        a.e.attr.st_ino = st.st_ino
-        a.e.attr.st_mode = st.st_mode
-        a.e.attr.st_nlink = st.st_nlink
-        a.e.attr.st_uid = st.st_uid
-        a.e.attr.st_gid = st.st_gid
+        # os.stat_result's first ten fields are a tuple: indexing beats
+        # attribute lookup on this hot path (mode, ino, dev, nlink, uid, gid, size)
+        a.e.ino = st[1]
+        a.e.attr.st_ino = a.e.ino
+        a.e.attr.st_mode = st[0]
+        a.e.attr.st_nlink = st[3]
+        a.e.attr.st_uid = st[4]
+        a.e.attr.st_gid = st[5]
+        a.e.attr.st_size = st[6]
         a.e.attr.st_rdev = st.st_rdev
-        a.e.attr.st_size = st.st_size
         a.e.attr.st_blksize = st.st_blksize
         a.e.attr.st_blocks = st.st_blocks
         _set_ts(&a.e.attr.st_atim, st.st_atime_ns)
