@@ -207,7 +207,9 @@ class Mount:
                 'posix_acl': bool(getattr(ops, 'enable_acl', False)),
                 # libfuse turns splice on whenever write_buf exists; for the
                 # small requests that dominate, it costs two extra syscalls each
-                'splice_read': bool(getattr(ops, 'enable_splice_read', False))}
+                'splice_read': bool(getattr(ops, 'enable_splice_read', False)),
+                # pyfuse3's meaning: the fs answers "." and "..", so NFS export works
+                'export_support': bool(getattr(ops, 'supports_dot_lookup', False))}
         if getattr(ops, 'enable_passthrough', False):
             want['passthrough'] = True
         return want
