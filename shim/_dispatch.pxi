@@ -35,14 +35,19 @@ cdef inline Session _session(fuse_req_t req):
 cdef inline void _call(Session s, fuse_req_t req, int op, tuple args,
                        ReqState *st, object aux) noexcept:
     """Run handler ``op`` with ``args`` and reply (GIL held)."""
+    ctx = args[len(args) - 1] if args else None
+    if type(ctx) is not RequestContext:
+        ctx = None
     try:
         res = (<object>PyList_GET_ITEM(s.handlers, op))(*args)
         if s.is_async[op]:
-            s._submit(req, op, res, st, aux)
+            s._submit(req, op, res, st, aux, ctx)
             return
         _reply(s, req, op, res, st, aux)
     except BaseException as exc:
         s._reply_exception(req, op, exc)
+    if ctx is not None:  # the request is answered: its pointer is dead now
+        (<RequestContext>ctx).req = NULL
 
 
 cdef object _as_bytes(object v):
@@ -50,6 +55,8 @@ cdef object _as_bytes(object v):
         return v
     if isinstance(v, str):
         return os.fsencode(v)
+    if isinstance(v, int):  # bytes(5) would silently be five NULs
+        raise TypeError('expected bytes, got int %r' % v)
     return bytes(v)
 
 
@@ -73,11 +80,20 @@ cdef int _reply(Session s, fuse_req_t req, int op, object res, ReqState *st,
         rc = fuse_reply_entry(req, &ea.e)
     elif op == OP_READ:
         if isinstance(res, bytes):
+            if <size_t>PyBytes_GET_SIZE(res) > st.size:
+                raise ValueError('read returned %d bytes, %d were asked for'
+                                 % (PyBytes_GET_SIZE(res), st.size))
             rc = fuse_reply_buf(req, PyBytes_AS_STRING(res), PyBytes_GET_SIZE(res))
         else:
             view = res
+            if <size_t>view.shape[0] > st.size:
+                raise ValueError('read returned %d bytes, %d were asked for'
+                                 % (view.shape[0], st.size))
             rc = fuse_reply_buf(req, <const char*>&view[0] if view.shape[0] else NULL, view.shape[0])
     elif op == OP_WRITE or op == OP_COPY_FILE_RANGE:
+        if not 0 <= res <= st.size:
+            raise ValueError('%s returned %r; the request carried %d bytes'
+                             % (OP_NAMES[op], res, st.size))
         rc = fuse_reply_write(req, res)
     elif op == OP_READDIR:
         tok = <ReaddirToken>aux
@@ -196,6 +212,8 @@ cdef void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct_stat *attr, int to_s
     f.update_atime = bool(to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW))
     f.update_mtime = bool(to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))
     f.update_ctime = bool(to_set & FUSE_SET_ATTR_CTIME)
+    f.update_atime_now = bool(to_set & FUSE_SET_ATTR_ATIME_NOW)
+    f.update_mtime_now = bool(to_set & FUSE_SET_ATTR_MTIME_NOW)
     if to_set & (FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW):
         clock_gettime(CLOCK_REALTIME, &now)
         if to_set & FUSE_SET_ATTR_ATIME_NOW:
@@ -241,11 +259,15 @@ cdef void ll_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) noexcept w
 
 cdef void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                   fuse_file_info *fi) noexcept with gil:
-    _call(_session(req), req, OP_READ, (fi.fh, off, size), NULL, None)
+    cdef ReqState st
+    st.size = size
+    _call(_session(req), req, OP_READ, (fi.fh, off, size), &st, None)
 
 cdef void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                    fuse_file_info *fi) noexcept with gil:
-    _call(_session(req), req, OP_WRITE, (fi.fh, off, PyBytes_FromStringAndSize(buf, size)), NULL, None)
+    cdef ReqState st
+    st.size = size
+    _call(_session(req), req, OP_WRITE, (fi.fh, off, PyBytes_FromStringAndSize(buf, size)), &st, None)
 
 cdef void ll_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec *bufv, off_t off,
                        fuse_file_info *fi) noexcept with gil:
@@ -265,7 +287,9 @@ cdef void ll_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec *bufv, off_t 
         return
     if <size_t>n != size:
         data = data[:n]
-    _call(_session(req), req, OP_WRITE, (fi.fh, off, data), NULL, None)
+    cdef ReqState st
+    st.size = n
+    _call(_session(req), req, OP_WRITE, (fi.fh, off, data), &st, None)
 
 cdef void ll_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) noexcept with gil:
     _call(_session(req), req, OP_FLUSH, (fi.fh,), NULL, None)
@@ -390,8 +414,10 @@ cdef void ll_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, o
 cdef void ll_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info *fi_in,
                              fuse_ino_t ino_out, off_t off_out, fuse_file_info *fi_out, size_t length,
                              int flags) noexcept with gil:
+    cdef ReqState st
+    st.size = length
     _call(_session(req), req, OP_COPY_FILE_RANGE,
-          (fi_in.fh, off_in, fi_out.fh, off_out, length, flags), NULL, None)
+          (fi_in.fh, off_in, fi_out.fh, off_out, length, flags), &st, None)
 
 cdef void ll_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info *fi) noexcept with gil:
     _call(_session(req), req, OP_LSEEK, (fi.fh, off, whence), NULL, None)

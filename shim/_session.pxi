@@ -17,23 +17,34 @@ cdef class _Pending:
     cdef int op
     cdef ReqState st
     cdef object aux
+    cdef object ctx
+    cdef object task
 
     def start(self, coro):
-        task = self.session.loop.create_task(coro)
-        task.add_done_callback(self.done)
+        self.task = self.session.loop.create_task(coro)
+        self.task.add_done_callback(self.done)
 
     def done(self, task):
-        try:
-            res = task.result()
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                exc = FUSEError(errno.EINTR)
-            self.session._reply_exception(self.req, self.op, exc)
-            return
-        try:
-            _reply(self.session, self.req, self.op, res, &self.st, self.aux)
-        except BaseException as exc:
-            self.session._reply_exception(self.req, self.op, exc)
+        cdef Session s = self.session
+        # The lock orders this reply against Session.destroy(): a request
+        # outliving its session is dropped, never answered through freed memory.
+        with s.lock:
+            s.pending.discard(self)
+            if s.destroyed:
+                return
+            try:
+                res = task.result()
+            except BaseException as exc:
+                if isinstance(exc, asyncio.CancelledError):
+                    exc = FUSEError(errno.EINTR)
+                s._reply_exception(self.req, self.op, exc)
+            else:
+                try:
+                    _reply(s, self.req, self.op, res, &self.st, self.aux)
+                except BaseException as exc:
+                    s._reply_exception(self.req, self.op, exc)
+            if self.ctx is not None:
+                (<RequestContext>self.ctx).req = NULL
 
 
 @cython.final
@@ -55,6 +66,7 @@ cdef class Session:
     cdef bint destroyed
     cdef dict backing_ids
     cdef object lock
+    cdef set pending
 
     def __cinit__(self, ops, implemented, argv):
         """Create the libfuse session (nothing is opened or mounted yet)."""
@@ -73,6 +85,7 @@ cdef class Session:
         self.want = {}
         self.granted = {}
         self.backing_ids = {}
+        self.pending = set()
         self.lock = threading.Lock()
         _fill_ops(&self.llops, implemented)
         try:
@@ -157,7 +170,8 @@ cdef class Session:
         answered) and closes the /dev/fuse fd."""
         if self.se is NULL or self.destroyed:
             return
-        self.destroyed = True
+        with self.lock:
+            self.destroyed = True
         with nogil:
             fuse_session_destroy(self.se)
         self.se = NULL
@@ -216,7 +230,19 @@ cdef class Session:
 
     # ------------------------------------------------------- async replies
 
-    cdef int _submit(self, fuse_req_t req, int op, object coro, ReqState *st, object aux) except -1:
+    def abandon_pending(self):
+        """At teardown: cancel coroutine handlers still running and return
+        their operation names (their requests die with the connection)."""
+        with self.lock:
+            pending = list(self.pending)
+        for p in pending:
+            task = (<_Pending>p).task
+            if task is not None:
+                self.loop.call_soon_threadsafe(task.cancel)
+        return sorted(OP_NAMES[(<_Pending>p).op] for p in pending)
+
+    cdef int _submit(self, fuse_req_t req, int op, object coro, ReqState *st, object aux,
+                     object ctx) except -1:
         if not inspect.iscoroutine(coro):  # an async-looking handler returned a value
             return _reply(self, req, op, coro, st, aux)
         cdef _Pending p = _Pending.__new__(_Pending)
@@ -224,8 +250,11 @@ cdef class Session:
         p.req = req
         p.op = op
         p.aux = aux
+        p.ctx = ctx
         if st is not NULL:
             p.st = st[0]
+        with self.lock:
+            self.pending.add(p)
         self.loop.call_soon_threadsafe(p.start, coro)
         return 0
 

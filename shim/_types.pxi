@@ -172,6 +172,10 @@ cdef class SetattrFields:
     cdef readonly bint update_uid
     cdef readonly bint update_gid
     cdef readonly bint update_size
+    # "set to now" (utimensat UTIME_NOW): needs only write permission,
+    # explicit times need ownership, so a permission-checking fs must know
+    cdef readonly bint update_atime_now
+    cdef readonly bint update_mtime_now
 
     def __repr__(self):
         return 'SetattrFields(%s)' % ', '.join(

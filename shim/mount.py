@@ -13,12 +13,14 @@ otherwise), then the workers, then wait for INIT to be answered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
 import signal
 import stat
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -303,7 +305,14 @@ class Mount:
     def _start_classic(self):
         s = self._session
         self.mount_called_ns = time.monotonic_ns()
-        failure = s.mount_classic(self.mountpoint)
+        if kernel.has_cap_sys_admin():
+            failure = s.mount_classic(self.mountpoint)
+        else:
+            # fusermount3 explains a refusal only on its stderr (our fd 2)
+            with _stderr_captured() as helper_said:
+                failure = s.mount_classic(self.mountpoint)
+            if failure is not None and helper_said():
+                failure = f'{failure}; {helper_said()}'
         self.mount_returned_ns = time.monotonic_ns()
         if failure is not None:
             if 'open /dev/fuse' in failure and not kernel.has_cap_sys_admin():
@@ -341,6 +350,11 @@ class Mount:
                 kernel.abort_connection(self.conn_minor)
                 self.wait(grace)
             self._wake_reader(timeout=1.0)
+            if s.loop is not None:
+                abandoned = s.abandon_pending()
+                if abandoned:
+                    log.warning('fuseshim: %d coroutine handler(s) still pending at close were '
+                                'cancelled: %s', len(abandoned), ', '.join(abandoned))
             busy = [t for t in self._threads if t.is_alive()]
             if busy:
                 # Destroying the session under a running handler would free
@@ -379,6 +393,27 @@ class Mount:
     def _destroy_when_idle(self):
         self.wait()
         self._session.destroy()
+
+
+@contextlib.contextmanager
+def _stderr_captured():
+    """Redirect fd 2 (where child processes such as fusermount3 write) to a
+    temporary file for the block; yields a function returning what was
+    written, which is also passed on to the real stderr afterwards."""
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        text = []
+        try:
+            yield lambda: ''.join(text)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            data = tmp.read().decode(errors='replace')
+            text.append(' '.join(data.split()))
+            if data:
+                os.write(2, data.encode())
 
 
 def _check_mountpoint(mountpoint) -> str:

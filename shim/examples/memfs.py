@@ -34,6 +34,9 @@ TIMEOUT = 1.0
 BLOCK_SIZE = 4096
 TOTAL_BLOCKS = 1 << 20          # what statfs reports: 4 GiB
 TOTAL_INODES = 1 << 20
+#: Files are dense in memory: none may grow beyond the capacity statfs
+#: reports (EFBIG, as a filesystem with a smaller s_maxbytes answers).
+MAX_FILE_SIZE = TOTAL_BLOCKS * BLOCK_SIZE
 NAME_MAX = 255
 
 #: READDIRPLUS entries count as lookups, so the filesystem must know which
@@ -114,6 +117,8 @@ class MemFS(fuseshim.Operations):
     """In-memory filesystem; the root belongs to the mounting user."""
 
     enable_readdirplus = READDIRPLUS_USABLE
+    #: the largest file (EFBIG beyond)
+    max_file_size = MAX_FILE_SIZE
 
     def __init__(self, root_mode=0o755, uid=None, gid=None):
         self._lock = threading.RLock()
@@ -236,12 +241,20 @@ class MemFS(fuseshim.Operations):
                 return False
             ino = node.parent
 
-    @staticmethod
-    def _write_at(node: Inode, off, buf):
+    def _grow_check(self, end):
+        """Refuse sizes beyond max_file_size before allocating anything."""
+        if end > self.max_file_size:
+            raise FUSEError(errno.EFBIG)
+
+    def _write_at(self, node: Inode, off, buf):
+        self._grow_check(off + len(buf))
         data = node.data
-        if off > len(data):
-            data.extend(bytes(off - len(data)))
-        data[off:off + len(buf)] = buf
+        try:
+            if off > len(data):
+                data.extend(bytes(off - len(data)))
+            data[off:off + len(buf)] = buf
+        except MemoryError:
+            raise FUSEError(errno.ENOSPC) from None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -302,10 +315,14 @@ class MemFS(fuseshim.Operations):
             if node.data is None:
                 raise FUSEError(errno.EISDIR if node.is_dir else errno.EINVAL)
             size = attr.st_size
+            self._grow_check(size)
             if size < len(node.data):
                 del node.data[size:]
             else:
-                node.data.extend(bytes(size - len(node.data)))
+                try:
+                    node.data.extend(bytes(size - len(node.data)))
+                except MemoryError:
+                    raise FUSEError(errno.ENOSPC) from None
             node.mtime_ns = now
         if fields.update_mode:
             node.mode = stat.S_IFMT(node.mode) | stat.S_IMODE(attr.st_mode)
@@ -532,6 +549,8 @@ class MemFS(fuseshim.Operations):
             raise FUSEError(errno.EINVAL)
         end = off + length
         size = len(node.data)
+        if not mode & FALLOC_FL_KEEP_SIZE:
+            self._grow_check(end)
         if mode & FALLOC_FL_PUNCH_HOLE:
             if mode != FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE:
                 raise FUSEError(errno.EOPNOTSUPP)

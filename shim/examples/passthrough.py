@@ -5,19 +5,37 @@ O_PATH file descriptor of the backing file (one per backing inode, so hard
 links share one kernel inode), dropped when the kernel forgets it.  Reads,
 writes, fallocate, copy_file_range and lseek go to real file descriptors of
 the backing files; locks are left to the kernel.
+
+Unlike passthrough_ll, a daemon running as root performs every request that
+names or creates files with the caller's credentials: fsuid, fsgid and
+supplementary groups are switched for the worker thread only (raw
+setfsuid/setfsgid/setgroups system calls; glibc's wrappers change every
+thread of the process), and restored afterwards.  So files created by other
+users belong to them, and the backing filesystem applies its own permission,
+sticky-bit and ownership rules exactly as for a local caller.  Mount with
+``-o allow_other,default_permissions`` to share the mount: the kernel then
+checks search permission on cached paths too, which a FUSE daemon never gets
+asked about (see docs/reliability.md).  The async variant runs those
+requests on a small thread pool of its own, so the credentials of the event
+loop's thread never change.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import collections
+import concurrent.futures
 import ctypes
 import errno
 import functools
+import logging
+import mmap
 import os
+import platform
 import stat
 import sys
 import threading
+import time
 
 import fuseshim
 from fuseshim import EntryAttributes, FileInfo, FUSEError, ROOT_INODE, StatvfsData
@@ -27,6 +45,8 @@ TIMEOUT = 1.0        # kernel cache timeout for entries and attributes
 AT_FDCWD = -100
 AT_SYMLINK_NOFOLLOW = 0x100
 AT_EMPTY_PATH = 0x1000
+FMODE_EXEC = 0o40     # __FMODE_EXEC: the open is execve()'s
+UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
 # As in memfs: answer READDIRPLUS only when the binding says which requests
 # are READDIRPLUS (their entries count as lookups, plain READDIR ones do not).
@@ -46,6 +66,139 @@ class _Timespec(ctypes.Structure):
 
 _libc.utimensat.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(_Timespec),
                             ctypes.c_int)
+
+
+# --------------------------------------------------------------- credentials
+
+log = logging.getLogger('fuseshim.examples.passthrough')
+
+#: (setgroups, setfsuid, setfsgid) system call numbers per architecture.
+_CRED_SYSCALLS = {
+    'x86_64': (116, 122, 123),
+    'aarch64': (159, 151, 152),     # the asm-generic table
+    'riscv64': (159, 151, 152),
+    'loongarch64': (159, 151, 152),
+    'ppc64le': (81, 138, 139),
+    's390x': (206, 215, 216),
+}
+_NR = _CRED_SYSCALLS.get(platform.machine())
+_libc.syscall.restype = ctypes.c_long
+CLONE_FS = 0x200
+_libc.unshare.argtypes = (ctypes.c_int,)
+
+
+def _syscall(nr, *args):
+    rc = _libc.syscall(ctypes.c_long(nr), *args)
+    if rc < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    return rc
+
+
+def _set_groups(groups):
+    arr = (ctypes.c_uint32 * max(1, len(groups)))(*groups)
+    _syscall(_NR[0], ctypes.c_long(len(groups)), arr)
+
+
+def _set_fsid(nr, value):
+    """setfsuid/setfsgid report no errors: read the value back to check."""
+    _libc.syscall(ctypes.c_long(nr), ctypes.c_long(value))
+    now = _libc.syscall(ctypes.c_long(nr), ctypes.c_long(-1))
+    if now != value:
+        raise PermissionError(errno.EPERM, f'could not switch to fs id {value}')
+
+
+def thread_fs_ids(tid=None) -> tuple[int, int, list[int]]:
+    """(fsuid, fsgid, supplementary groups) of a thread of this process
+    (default: the calling one)."""
+    tid = threading.get_native_id() if tid is None else tid
+    with open(f'/proc/self/task/{tid}/status') as f:
+        fields = dict(line.split(':', 1) for line in f if ':' in line)
+    return (int(fields['Uid'].split()[3]), int(fields['Gid'].split()[3]),
+            [int(g) for g in fields['Groups'].split()])
+
+
+class _Thread(threading.local):
+    private_fs = None      # unshare(CLONE_FS) done (True), failed (False), not tried (None)
+
+
+_thread = _Thread()
+
+
+def _private_umask() -> bool:
+    """Give this thread its own umask of 0 (once): the kernel has applied the
+    caller's umask to the modes it sends already (or the ACL rules did), so
+    the daemon must not apply its own on top."""
+    if _thread.private_fs is None:
+        if _libc.unshare(CLONE_FS) == 0:
+            os.umask(0)
+            _thread.private_fs = True
+        else:
+            _thread.private_fs = False
+    return _thread.private_fs
+
+
+def can_act_as_caller() -> bool:
+    """Whether per-thread credentials can be used here (root, known arch)."""
+    return _NR is not None and os.geteuid() == 0
+
+
+class _AsCaller:
+    """Context manager: the calling worker thread takes the request's fsuid,
+    fsgid and supplementary groups, and gives them back on exit."""
+    __slots__ = ('ctx', 'switched')
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.switched = False
+
+    def __enter__(self):
+        ctx = self.ctx
+        if ctx.uid == 0 and ctx.gid == os.getegid():
+            return self             # root: nothing would change
+        groups = ctx.groups()
+        # fsuid last: leaving 0 drops the filesystem capabilities
+        # (CAP_DAC_OVERRIDE, CAP_CHOWN, ...) from the thread's effective set;
+        # CAP_SETGID stays, so groups and fsgid could come in any order
+        _set_groups(groups)
+        self.switched = True
+        try:
+            _set_fsid(_NR[2], ctx.gid)
+            _set_fsid(_NR[1], ctx.uid)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        if not self.switched:
+            return
+        # fsuid 0 first: it brings back the capabilities the later calls need
+        _libc.syscall(ctypes.c_long(_NR[1]), ctypes.c_long(0))
+        _libc.syscall(ctypes.c_long(_NR[2]), ctypes.c_long(os.getegid()))
+        _set_groups(_DAEMON_GROUPS)
+        if _libc.syscall(ctypes.c_long(_NR[1]), ctypes.c_long(-1)) != 0:
+            # never serve another request with someone else's credentials
+            log.critical('passthrough: could not restore fsuid 0; exiting')
+            os._exit(70)
+
+
+_DAEMON_GROUPS = os.getgroups()
+
+
+def _as_caller(fn):
+    """Run the handler (whose last argument is the RequestContext) with the
+    caller's credentials when the filesystem acts as the caller."""
+    @functools.wraps(fn)
+    def handler(self, *args):
+        ctx = args[-1] if args else None
+        if not self.act_as_caller or ctx is None:
+            return fn(self, *args)
+        _private_umask()
+        with _AsCaller(ctx):
+            return fn(self, *args)
+    handler.as_caller = True
+    return handler
 
 
 def _check(rc):
@@ -93,9 +246,18 @@ def _op(fn):
 
 
 class PassthroughFS(fuseshim.Operations):
+    """Mirror ``source``.  ``act_as_caller`` (default: when running as root
+    on a supported architecture) performs requests with the caller's
+    credentials; False acts as the daemon's own user, as passthrough_ll."""
     enable_readdirplus = READDIRPLUS_USABLE
 
-    def __init__(self, source):
+    def __init__(self, source, act_as_caller=None):
+        if act_as_caller is None:
+            act_as_caller = can_act_as_caller()
+        elif act_as_caller and not can_act_as_caller():
+            raise ValueError('acting as the caller needs root and a known architecture '
+                             f'(this is {platform.machine()}, euid {os.geteuid()})')
+        self.act_as_caller = act_as_caller
         self.source = os.path.realpath(source)
         fd = os.open(self.source, os.O_PATH | os.O_DIRECTORY)
         st = os.fstat(fd)
@@ -107,6 +269,7 @@ class PassthroughFS(fuseshim.Operations):
         self._dirs: dict[int, _DirHandle] = {}
         self._next_dir_fh = 1
         self._files: set[int] = set()      # open backing fds (the file handles)
+        self._direct: set[int] = set()     # ... of them opened with O_DIRECT
         self.calls = collections.Counter()
         self.anomalies: list[str] = []
 
@@ -176,6 +339,7 @@ class PassthroughFS(fuseshim.Operations):
             for fd in self._files:
                 os.close(fd)
             self._files.clear()
+            self._direct.clear()
             for ino, node in list(self._inodes.items()):
                 if ino != ROOT_INODE:
                     del self._inodes[ino]
@@ -185,6 +349,19 @@ class PassthroughFS(fuseshim.Operations):
             for h in self._dirs.values():
                 os.close(h.fd)
             self._dirs.clear()
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
+
+    _pool = None
+
+    def _caller_pool(self):
+        """Threads for the async variant's requests acting as the caller."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=4, thread_name_prefix='passthrough-as-caller')
+            return self._pool
 
     def lookup_counts(self) -> dict[int, int]:
         """inode -> lookup count of every inode held open for the kernel."""
@@ -216,6 +393,7 @@ class PassthroughFS(fuseshim.Operations):
     # ------------------------------------------------------------ names
 
     @_op
+    @_as_caller
     def lookup(self, parent_inode, name, ctx=None):
         return self._lookup(parent_inode, name)
 
@@ -230,6 +408,7 @@ class PassthroughFS(fuseshim.Operations):
         return self._attr(inode, os.fstat(self._fd(inode)))
 
     @_op
+    @_as_caller
     def setattr(self, inode, attr, fields, fh, ctx):
         with self._lock:
             node = self._inodes.get(inode)
@@ -254,55 +433,88 @@ class PassthroughFS(fuseshim.Operations):
             else:
                 os.truncate(path, attr.st_size)
         if fields.update_atime or fields.update_mtime:
-            ts = (_Timespec * 2)()
-            for i, (update, ns) in enumerate(((fields.update_atime, attr.st_atime_ns),
-                                              (fields.update_mtime, attr.st_mtime_ns))):
-                if update:
-                    ts[i].tv_sec, ts[i].tv_nsec = divmod(ns, 1_000_000_000)
-                else:
-                    ts[i].tv_sec, ts[i].tv_nsec = 0, UTIME_OMIT
-            if node.is_symlink:
-                rc = _libc.utimensat(node.fd, b'', ts, AT_EMPTY_PATH)
-                if rc < 0 and ctypes.get_errno() == errno.EINVAL:
-                    raise FUSEError(errno.EPERM)   # no race-free way on old kernels
-            else:
-                rc = _libc.utimensat(AT_FDCWD, os.fsencode(path), ts, 0)
-            _check(rc)
+            now = (getattr(fields, 'update_atime_now', None),
+                   getattr(fields, 'update_mtime_now', None))
+            try:
+                self._utimens(node, path, fields, attr, now)
+            except PermissionError:
+                # Setting times to "now" needs only write permission, explicit
+                # times need ownership.  Where the binding does not say which
+                # one the caller asked for (SetattrFields.update_*_now), a
+                # refused request whose times are "now" is retried as such.
+                if None not in now or not self._times_are_now(fields, attr):
+                    raise
+                self._utimens(node, path, fields, attr,
+                              (fields.update_atime, fields.update_mtime))
         return self._attr(inode, os.fstat(node.fd))
+
+    @staticmethod
+    def _times_are_now(fields, attr, slack_ns=2_000_000_000):
+        t = time.time_ns()
+        return all(abs(t - ns) < slack_ns for update, ns in
+                   ((fields.update_atime, attr.st_atime_ns),
+                    (fields.update_mtime, attr.st_mtime_ns)) if update)
+
+    @staticmethod
+    def _utimens(node, path, fields, attr, now):
+        ts = (_Timespec * 2)()
+        for i, (update, ns, is_now) in enumerate(
+                ((fields.update_atime, attr.st_atime_ns, now[0]),
+                 (fields.update_mtime, attr.st_mtime_ns, now[1]))):
+            if not update:
+                ts[i].tv_sec, ts[i].tv_nsec = 0, UTIME_OMIT
+            elif is_now:
+                ts[i].tv_sec, ts[i].tv_nsec = 0, UTIME_NOW
+            else:
+                ts[i].tv_sec, ts[i].tv_nsec = divmod(ns, 1_000_000_000)
+        if node.is_symlink:
+            rc = _libc.utimensat(node.fd, b'', ts, AT_EMPTY_PATH)
+            if rc < 0 and ctypes.get_errno() == errno.EINVAL:
+                raise FUSEError(errno.EPERM)   # no race-free way on old kernels
+        else:
+            rc = _libc.utimensat(AT_FDCWD, os.fsencode(path), ts, 0)
+        _check(rc)
 
     @_op
     def readlink(self, inode, ctx):
         return os.readlink(b'', dir_fd=self._fd(inode))
 
     @_op
+    @_as_caller
     def mknod(self, parent_inode, name, mode, rdev, ctx):
         os.mknod(name, mode, rdev, dir_fd=self._fd(parent_inode))
         return self._lookup(parent_inode, name)
 
     @_op
+    @_as_caller
     def mkdir(self, parent_inode, name, mode, ctx):
         os.mkdir(name, mode, dir_fd=self._fd(parent_inode))
         return self._lookup(parent_inode, name)
 
     @_op
+    @_as_caller
     def symlink(self, parent_inode, name, target, ctx):
         os.symlink(target, name, dir_fd=self._fd(parent_inode))
         return self._lookup(parent_inode, name)
 
     @_op
+    @_as_caller
     def unlink(self, parent_inode, name, ctx):
         os.unlink(name, dir_fd=self._fd(parent_inode))
 
     @_op
+    @_as_caller
     def rmdir(self, parent_inode, name, ctx):
         os.rmdir(name, dir_fd=self._fd(parent_inode))
 
     @_op
+    @_as_caller
     def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
         _check(_libc.renameat2(self._fd(parent_inode_old), name_old,
                                self._fd(parent_inode_new), name_new, flags))
 
     @_op
+    @_as_caller
     def link(self, inode, new_parent_inode, new_name, ctx):
         os.link(os.fsencode(_proc(self._fd(inode))), new_name,
                 dst_dir_fd=self._fd(new_parent_inode), follow_symlinks=True)
@@ -311,13 +523,27 @@ class PassthroughFS(fuseshim.Operations):
     # ------------------------------------------------------------ files
 
     @_op
+    @_as_caller
     def open(self, inode, flags, ctx):
-        fd = os.open(_proc(self._fd(inode)), flags & ~(os.O_NOFOLLOW | os.O_CREAT | os.O_EXCL))
-        with self._lock:
-            self._files.add(fd)
+        path = _proc(self._fd(inode))
+        if flags & FMODE_EXEC:
+            # execve() opens with __FMODE_EXEC; without default_permissions
+            # the kernel itself only checks that some x bit is set
+            if not os.access(path, os.X_OK, effective_ids=True):
+                raise FUSEError(errno.EACCES)
+            flags &= ~FMODE_EXEC
+        fd = os.open(path, flags & ~(os.O_NOFOLLOW | os.O_CREAT | os.O_EXCL))
+        self._add_file(fd, flags)
         return FileInfo(fh=fd, keep_cache=False)
 
+    def _add_file(self, fd, flags):
+        with self._lock:
+            self._files.add(fd)
+            if flags & os.O_DIRECT:
+                self._direct.add(fd)
+
     @_op
+    @_as_caller
     def create(self, parent_inode, name, mode, flags, ctx):
         fd = os.open(name, (flags | os.O_CREAT) & ~os.O_NOFOLLOW, mode,
                      dir_fd=self._fd(parent_inode))
@@ -326,16 +552,25 @@ class PassthroughFS(fuseshim.Operations):
         except BaseException:
             os.close(fd)
             raise
-        with self._lock:
-            self._files.add(fd)
+        self._add_file(fd, flags)
         return FileInfo(fh=fd, keep_cache=False), attr
 
     @_op
     def read(self, fh, off, size):
+        if fh in self._direct:
+            # O_DIRECT needs a page-aligned buffer (the caller's alignment
+            # rules for offset and size still apply, as on the backing fs)
+            with mmap.mmap(-1, max(size, 1)) as buf:
+                n = os.preadv(fh, [buf], off)
+                return buf[:n]
         return os.pread(fh, size, off)
 
     @_op
     def write(self, fh, off, buf):
+        if fh in self._direct and len(buf):
+            with mmap.mmap(-1, len(buf)) as aligned:
+                aligned.write(buf)
+                return os.pwritev(fh, [aligned], off)
         return os.pwrite(fh, buf, off)
 
     @_op
@@ -349,6 +584,7 @@ class PassthroughFS(fuseshim.Operations):
             if fh not in self._files:
                 raise FUSEError(errno.EBADF)
             self._files.discard(fh)
+            self._direct.discard(fh)
         os.close(fh)
 
     @_op
@@ -372,8 +608,11 @@ class PassthroughFS(fuseshim.Operations):
     # ------------------------------------------------------------ directories
 
     @_op
+    @_as_caller
     def opendir(self, inode, ctx):
-        fd = os.open('.', os.O_RDONLY | os.O_DIRECTORY, dir_fd=self._fd(inode))
+        # through /proc: opening "." relative to the O_PATH fd would also
+        # need search permission on the directory, which opendir does not
+        fd = os.open(_proc(self._fd(inode)), os.O_RDONLY | os.O_DIRECTORY)
         with self._lock:
             fh = self._next_dir_fh
             self._next_dir_fh += 1
@@ -455,25 +694,31 @@ class PassthroughFS(fuseshim.Operations):
     # ------------------------------------------------------------ xattrs, access
 
     @_op
+    @_as_caller
     def setxattr(self, inode, name, value, ctx):
         # XATTR_CREATE/XATTR_REPLACE are not passed on by the binding.
         os.setxattr(_proc(self._fd(inode)), name, value)
 
     @_op
+    @_as_caller
     def getxattr(self, inode, name, ctx):
         return os.getxattr(_proc(self._fd(inode)), name)
 
     @_op
+    @_as_caller
     def listxattr(self, inode, ctx):
         return [os.fsencode(n) for n in os.listxattr(_proc(self._fd(inode)))]
 
     @_op
+    @_as_caller
     def removexattr(self, inode, name, ctx):
         os.removexattr(_proc(self._fd(inode)), name)
 
     @_op
+    @_as_caller
     def access(self, inode, mode, ctx):
-        return os.access(_proc(self._fd(inode)), mode)
+        # effective_ids: faccessat(AT_EACCESS) checks the fsuid/fsgid in use
+        return os.access(_proc(self._fd(inode)), mode, effective_ids=True)
 
 
 HANDLERS = ('lookup', 'forget', 'getattr', 'setattr', 'readlink', 'mknod', 'mkdir',
@@ -485,11 +730,17 @@ HANDLERS = ('lookup', 'forget', 'getattr', 'setattr', 'readlink', 'mknod', 'mkdi
 
 def async_variant(cls, names=HANDLERS):
     """A subclass of ``cls`` whose handlers are ``async def`` coroutines
-    running the synchronous ones (same behaviour, served on the event loop)."""
+    running the synchronous ones (same behaviour, served on the event loop).
+    Handlers acting as the caller run on a thread pool of the filesystem's
+    own instead, so that the loop thread's credentials never change."""
     def wrap(name):
         sync = getattr(cls, name)
+        as_caller = getattr(sync, 'as_caller', False)
 
         async def handler(self, *args):
+            if as_caller and self.act_as_caller:
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._caller_pool(), functools.partial(sync, self, *args))
             await asyncio.sleep(0)
             return sync(self, *args)
         handler.__name__ = name
@@ -512,11 +763,14 @@ def main(argv=None) -> int:
                                 parents=[src, _cli.parser(__doc__)])
     p.add_argument('--async', dest='use_async', action='store_true',
                    help='serve with async def handlers (on an asyncio loop)')
+    p.add_argument('--as-daemon', action='store_true',
+                   help="act as the daemon's own user for every caller (as libfuse's "
+                        "passthrough_ll), not as the caller")
     args = p.parse_args(argv)
     if not os.path.isdir(args.source):
         p.error(f'{args.source}: not a directory')
     cls = AsyncPassthroughFS if args.use_async else PassthroughFS
-    return _cli.run(cls(args.source), args)
+    return _cli.run(cls(args.source, act_as_caller=False if args.as_daemon else None), args)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,474 @@
+"""Quick tests of the migration matrix runner (fuseshim.matrix): the schema
+check of matrix.yaml (malformed files give clear errors), the expectation
+logic, cell selection, judging, reports and the small helpers.  Nothing here
+mounts, builds or boots anything; the matrix itself runs with
+``python -m fuseshim.matrix`` (docs/matrix.md)."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import textwrap
+import xml.etree.ElementTree as ET
+import zipfile
+
+import pytest
+
+yaml = pytest.importorskip('yaml')
+
+from fuseshim.matrix import model, report, schema  # noqa: E402
+from fuseshim.matrix.__main__ import main as matrix_main  # noqa: E402
+from fuseshim.matrix.apt import system_mirror  # noqa: E402
+from fuseshim.matrix.build import check_wheel_files  # noqa: E402
+from fuseshim.matrix.runner import _abs_args, _tests_result  # noqa: E402
+from fuseshim.matrix.vm import build_initramfs, module_depends  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MATRIX = os.path.join(REPO, 'matrix.yaml')
+
+MINIMAL = '''
+version: 1
+libfuse:
+  - {version: "3.14.0", source: apt-source, debian: {version: 3.14.0-4, suite: bookworm}}
+  - {version: "3.17.2", source: apt-source, debian: {version: 3.17.2-3, suite: trixie}}
+kernels:
+  - {name: host}
+  - {name: "6.12", version: "6.12", suite: trixie, image: "linux-image-6.12*"}
+  - {name: "7.2", version: "7.2", suite: sid, image: "linux-binary-7.2*"}
+startup: [auto, classic]
+features: {passthrough: "3.17", reply_statx: "3.18"}
+'''
+
+
+def load(text):
+    return schema.check(schema.load_yaml_text(textwrap.dedent(text)))
+
+
+def errors_of(text) -> str:
+    with pytest.raises(schema.MatrixError) as ei:
+        load(text)
+    return str(ei.value)
+
+
+# ---------------------------------------------------------------- the real file
+
+def test_repository_matrix_is_valid():
+    cfg = schema.load(MATRIX)
+    versions = [e['version'] for e in cfg['libfuse']]
+    assert versions == ['3.10.3', '3.14.0', '3.17.2', '3.18.3']
+    assert [k['name'] for k in cfg['kernels']] == ['host', '5.10', '6.1', '6.12', '7.2']
+    assert cfg['startup'] == ['auto', 'classic']
+    assert {'ci', 'full'} <= set(cfg['presets'])
+
+
+def test_ci_preset_covers_every_libfuse_on_host_and_an_old_and_a_new_vm_kernel():
+    cfg = schema.load(MATRIX)
+    cells = model.select(model.all_cells(cfg, host_release='6.18.44'),
+                         cfg['presets']['ci']['cells'])
+    host = {c.libfuse['version'] for c in cells if c.kernel['name'] == 'host'}
+    assert host == {e['version'] for e in cfg['libfuse']}
+    vm_paths = {c.kernel['name']: c.expect.startup_path for c in cells
+                if c.is_vm and c.startup == 'auto'}
+    assert 'sync' in vm_paths.values() and 'classic' in vm_paths.values()
+    assert cfg['presets']['ci']['packaging'] is True
+
+
+# ---------------------------------------------------------------- malformed files
+
+def test_not_a_mapping():
+    assert 'must be a mapping' in str(pytest.raises(schema.MatrixError, schema.check,
+                                                    ['a', 'list']).value)
+
+
+def test_invalid_yaml_names_line_and_column():
+    msg = errors_of('version: 1\nlibfuse: [\n  - {version: "3.14.0"\n')
+    assert 'not valid YAML' in msg and 'line' in msg
+
+
+def test_missing_required_keys_are_all_listed():
+    msg = errors_of('version: 1\n')
+    for key in ('libfuse', 'kernels', 'startup'):
+        assert f"missing required key '{key}'" in msg
+    assert '3 problems' in msg
+
+
+def test_unknown_key_suggests_the_close_one():
+    msg = errors_of(MINIMAL + 'startups: [auto]\n')
+    assert "startups: unknown key (did you mean 'startup'?)" in msg
+
+
+def test_unquoted_version_float_is_explained_with_its_line():
+    text = MINIMAL.replace('"3.14.0"', '3.10')
+    msg = errors_of(text)
+    assert 'libfuse[0].version' in msg
+    assert 'quote' in msg and '3.10 becomes 3.1' in msg
+    assert 'line 4:' in msg
+
+
+def test_duplicate_key_is_an_error():
+    msg = errors_of(MINIMAL + 'startup: [auto]\n')
+    assert "duplicate key 'startup'" in msg
+
+
+def test_bad_enum_values():
+    msg = errors_of(MINIMAL.replace('startup: [auto, classic]', 'startup: [auto, fast]')
+                    .replace('source: apt-source, debian: {version: 3.14.0-4',
+                             'source: tarball, debian: {version: 3.14.0-4'))
+    assert "startup[1]: 'fast' is not one of 'auto', 'sync', 'classic'" in msg
+    assert "libfuse[0].source: 'tarball' is not one of" in msg
+
+
+def test_debian_version_must_belong_to_the_upstream_version():
+    msg = errors_of(MINIMAL.replace('3.14.0-4', '3.10.3-2'))
+    assert "does not belong to upstream version '3.14.0'" in msg
+
+
+def test_vm_kernel_needs_image_and_host_kernel_fetches_nothing():
+    msg = errors_of(MINIMAL.replace('suite: sid, image: "linux-binary-7.2*"', 'suite: sid')
+                    .replace('{name: host}', '{name: host, image: "x"}'))
+    assert "kernels[2]: a vm kernel needs 'image'" in msg
+    assert 'kernels[0].image: a host kernel is the running one' in msg
+
+
+def test_duplicate_axis_values():
+    msg = errors_of(MINIMAL.replace('{name: "7.2", version: "7.2"', '{name: "6.12", version: "7.2"'))
+    assert "'6.12' is listed twice" in msg
+
+
+def test_rules_must_name_known_values_and_failures_need_reasons():
+    msg = errors_of(MINIMAL + textwrap.dedent('''
+        rules:
+          exclude: [{kernel: "6.2"}]
+          expect:
+            - {libfuse: "3.14.0", outcome: fail}
+            - {kernel: host}
+        '''))
+    assert "rules.exclude[0].kernel: '6.2' matches no kernel (known: host, 6.12, 7.2)" in msg
+    assert 'rules.expect[0]: an expected failure needs a "reason"' in msg
+    assert 'rules.expect[1]: says nothing' in msg
+
+
+def test_type_errors_say_what_was_found():
+    msg = errors_of(MINIMAL + 'timeouts: {cell: fast}\nvm: {memory: -1}\n')
+    assert "timeouts.cell: expected a number, got a string ('fast')" in msg
+    assert 'vm.memory: must be greater than 0, not -1' in msg
+
+
+def test_preset_cells_are_checked():
+    msg = errors_of(MINIMAL + 'presets:\n  ci: {cells: [{kernal: host}]}\n')
+    assert "presets.ci.cells[0].kernal: unknown key (did you mean 'kernel'?)" in msg
+
+
+def test_load_reports_unreadable_file(tmp_path):
+    with pytest.raises(schema.MatrixError, match='cannot read it'):
+        schema.load(tmp_path / 'missing.yaml')
+
+
+# ---------------------------------------------------------------- expectations
+
+@pytest.fixture
+def cfg():
+    return load(MINIMAL)
+
+
+def cell(cells, cid):
+    return next(c for c in cells if c.id == cid)
+
+
+def test_versions_compare_numerically():
+    assert model.version_ge('6.18', '6.18') and model.version_ge('6.18.44-fc-v669', '6.18')
+    assert not model.version_ge('6.12.117+deb13-amd64', '6.18')
+    assert model.version_ge('7.2', '6.18') and model.version_ge('3.17.2', '3.17')
+    assert not model.version_ge('3.17.2', '3.17.3')
+
+
+def test_startup_path_follows_the_kernel(cfg):
+    cells = model.all_cells(cfg, host_release='6.18.44-fc')
+    assert cell(cells, '3.14.0/host/auto').expect.startup_path == 'sync'
+    assert cell(cells, '3.14.0/6.12/auto').expect.startup_path == 'classic'
+    assert cell(cells, '3.14.0/7.2/auto').expect.startup_path == 'sync'
+    assert all(c.expect.startup_path == 'classic' for c in cells if c.startup == 'classic')
+    old_host = model.all_cells(cfg, host_release='6.12.5')
+    assert cell(old_host, '3.14.0/host/auto').expect.startup_path == 'classic'
+
+
+def test_sync_startup_on_old_kernel_expects_unavailable():
+    assert model.expected_path('sync', False) == 'unavailable'
+    assert model.expected_path('sync', True) == 'sync'
+
+
+def test_soname_and_features_follow_the_libfuse_version(cfg):
+    cells = model.all_cells(cfg, host_release='6.18')
+    old, new = cell(cells, '3.14.0/host/auto'), cell(cells, '3.17.2/host/auto')
+    assert old.expect.soname == 'libfuse3.so.3' and new.expect.soname == 'libfuse3.so.4'
+    assert old.expect.features == {'passthrough': False, 'reply_statx': False}
+    assert new.expect.features == {'passthrough': True, 'reply_statx': False}
+
+
+def test_entry_feature_override():
+    cfg = load(MINIMAL.replace('debian: {version: 3.17.2-3, suite: trixie}}',
+                               'debian: {version: 3.17.2-3, suite: trixie}, '
+                               'features: {reply_statx: true}}'))
+    c = cell(model.all_cells(cfg, host_release='6.18'), '3.17.2/host/auto')
+    assert c.expect.features['reply_statx'] is True
+
+
+def test_rules_exclude_include_and_expect():
+    cfg = load(MINIMAL + textwrap.dedent('''
+        rules:
+          exclude: [{kernel: "7.2"}]
+          include: [{kernel: "7.2", libfuse: "3.17*", startup: auto}]
+          expect:
+            - {kernel: "6.12", startup: auto, outcome: fail, reason: known bug}
+            - {kernel: host, libfuse: "3.14.0", startup_path: classic}
+        '''))
+    cells = model.all_cells(cfg, host_release='6.18')
+    ids = {c.id for c in cells}
+    assert '3.17.2/7.2/auto' in ids
+    assert '3.17.2/7.2/classic' not in ids and '3.14.0/7.2/auto' not in ids
+    assert cell(cells, '3.14.0/6.12/auto').expect.outcome == 'fail'
+    assert cell(cells, '3.14.0/6.12/auto').expect.reason == 'known bug'
+    assert cell(cells, '3.14.0/host/auto').expect.startup_path == 'classic'
+    assert len(cells) == 2 * 2 * 2 + 1
+
+
+def test_kernel_sync_init_flag_overrides_the_version():
+    cfg = load(MINIMAL.replace('image: "linux-image-6.12*"}',
+                               'image: "linux-image-6.12*", sync_init: true}'))
+    assert cell(model.all_cells(cfg, host_release='6.18'),
+                '3.14.0/6.12/auto').expect.startup_path == 'sync'
+
+
+# ---------------------------------------------------------------- selection
+
+def test_cell_patterns(cfg):
+    cells = model.all_cells(cfg, host_release='6.18')
+    av = model.axis_values(cfg)
+    pick = lambda text: sorted(c.id for c in model.select(  # noqa: E731
+        cells, model.parse_cell_patterns(text, av)))
+    assert pick('3.17*/7.2') == ['3.17.2/7.2/auto', '3.17.2/7.2/classic']
+    assert pick('kernel=host+startup=classic') == ['3.14.0/host/classic',
+                                                   '3.17.2/host/classic']
+    assert len(pick('host')) == 4 and len(pick('classic')) == 6
+    with pytest.raises(schema.MatrixError, match='unknown axis'):
+        model.parse_cell_patterns('kern=host')
+
+
+def test_keyword_expression(cfg):
+    cells = model.all_cells(cfg, host_release='6.18')
+    got = model.select(cells, keyword='host and not (classic or 3.17)')
+    assert [c.id for c in got] == ['3.14.0/host/auto']
+    with pytest.raises(schema.MatrixError):
+        model.keyword_filter('host and')
+
+
+# ---------------------------------------------------------------- judging
+
+def _judged(cfg, cid, probe=None, **result):
+    c = cell(model.all_cells(cfg, host_release='6.18'), cid)
+    if probe is not None:
+        base = {'libfuse_runtime_version': c.libfuse['version'],
+                'libfuse_build_version': c.libfuse['version'],
+                'startup_path': c.expect.startup_path, 'build_features': c.expect.features,
+                'problems': []}
+        base.update(probe)
+        c.result['probe'] = base
+    c.result.update(result)
+    c.result.setdefault('soname', c.expect.soname)
+    return model.judge(c)
+
+
+def test_judge_pass_and_mismatches(cfg):
+    assert _judged(cfg, '3.17.2/7.2/auto', {}) == ('pass', [])
+    st, probs = _judged(cfg, '3.17.2/7.2/auto', {'startup_path': 'classic',
+                                                 'startup_reason': 'ENOTTY'})
+    assert st == 'fail' and "startup path 'classic', expected 'sync' (ENOTTY)" in probs
+    st, probs = _judged(cfg, '3.17.2/host/auto', {'libfuse_runtime_version': '3.14.0'},
+                        soname='libfuse3.so.3')
+    assert st == 'fail'
+    assert "NEEDED 'libfuse3.so.3', expected 'libfuse3.so.4'" in probs
+    assert any('libfuse_version()' in p for p in probs)
+    st, probs = _judged(cfg, '3.14.0/host/auto', {'build_features': {'passthrough': True}})
+    assert "feature 'passthrough' is True, expected False" in probs
+    assert any("'reply_statx' is not reported" in p for p in probs)
+    st, _ = _judged(cfg, '3.14.0/host/auto', {}, tests={'status': 'failed', 'summary': '1 failed'})
+    assert st == 'fail'
+    assert _judged(cfg, '3.14.0/host/auto', None, error='boom') == ('error', ['boom'])
+
+
+def test_judge_known_failures():
+    cfg = load(MINIMAL + 'rules:\n  expect: [{kernel: "6.12", outcome: fail, reason: bug 7}]\n')
+    assert _judged(cfg, '3.14.0/6.12/auto', {'startup_path': 'sync'})[0] == 'xfail'
+    st, probs = _judged(cfg, '3.14.0/6.12/auto', {})
+    assert st == 'xpass' and 'remove the rules.expect entry' in probs[0]
+    assert 'xpass' in model.UNEXPECTED and 'xfail' not in model.UNEXPECTED
+
+
+# ---------------------------------------------------------------- helpers
+
+def test_system_mirror_reads_deb822_and_skips_security(tmp_path):
+    (tmp_path / 'sources.list.d').mkdir()
+    (tmp_path / 'sources.list.d' / 'debian.sources').write_text(textwrap.dedent('''
+        Types: deb
+        URIs: http://mirror.example/debian-security
+        Suites: bookworm-security
+        Components: main
+
+        Types: deb
+        URIs: http://mirror.example/debian/
+        Suites: bookworm bookworm-updates
+        Components: main
+        '''))
+    assert system_mirror(str(tmp_path)) == 'http://mirror.example/debian'
+
+
+def test_module_dependencies_from_modinfo():
+    blob = b'\x7fELF...\0license=GPL\0depends=netfs,9pnet\0intree=Y\0'
+    assert module_depends(blob) == ['netfs', '9pnet']
+    assert module_depends(b'\0depends=\0') == []
+
+
+def test_initramfs_is_a_newc_cpio(tmp_path):
+    bb = tmp_path / 'busybox'
+    bb.write_bytes(b'#!fake busybox')
+    ko = tmp_path / 'fuse.ko'
+    ko.write_bytes(b'\x7fELF module')
+    out = tmp_path / 'initrd.gz'
+    build_initramfs(str(out), str(bb), [('fuse', str(ko))])
+    data = gzip.decompress(out.read_bytes())
+    names, pos = [], 0
+    while True:
+        assert data[pos:pos + 6] == b'070701'
+        fields = [int(data[pos + 6 + 8 * i: pos + 14 + 8 * i], 16) for i in range(13)]
+        size, namesize = fields[6], fields[11]
+        name = data[pos + 110: pos + 110 + namesize - 1].decode()
+        pos += 110 + namesize
+        pos += -pos % 4
+        body = data[pos:pos + size]
+        pos += size + (-size % 4)
+        if name == 'TRAILER!!!':
+            break
+        names.append(name)
+        if name == 'modules.order':
+            assert body == b'fuse\n'
+        if name == 'dev/console':
+            assert (fields[9], fields[10]) == (5, 1)
+    assert {'init', 'bin/busybox', 'lib/modules/fuse.ko', 'dev/console'} <= set(names)
+
+
+def _wheel(tmp_path, names):
+    path = tmp_path / 'fuseshim-0.1.0-cp311-cp311-linux_x86_64.whl'
+    with zipfile.ZipFile(path, 'w') as z:
+        for n in names:
+            z.writestr(n, 'x')
+    return str(path)
+
+
+def test_wheel_file_list_check(tmp_path):
+    good = ['fuseshim/__init__.py', 'fuseshim/_core.pyi', 'fuseshim/py.typed',
+            'fuseshim/_core.cpython-311-x86_64-linux-gnu.so', 'fuseshim/mount.py',
+            'fuseshim-0.1.0.dist-info/METADATA']
+    names, problems = check_wheel_files(_wheel(tmp_path, good), ['__init__.py', 'mount.py'])
+    assert problems == [] and names == sorted(good)
+    bad = [n for n in good if not n.endswith(('.pyi', 'mount.py'))] + [
+        'fuseshim/_core.pyx', 'fuseshim/__pycache__/x.pyc', 'tests/test_x.py']
+    _, problems = check_wheel_files(_wheel(tmp_path, bad), ['__init__.py', 'mount.py'])
+    text = '\n'.join(problems)
+    assert 'fuseshim/_core.pyi missing' in text
+    assert 'fuseshim/mount.py is in the sdist but not in the wheel' in text
+    assert 'stray file fuseshim/_core.pyx' in text
+    assert 'stray top-level entry tests/test_x.py' in text
+
+
+def test_junit_results_are_counted(tmp_path):
+    junit = tmp_path / 'junit.xml'
+    junit.write_text('<testsuites><testsuite tests="4" failures="1" errors="0" skipped="1">'
+                     '<testcase classname="t" name="a"/><testcase classname="t" name="b">'
+                     '<failure/></testcase></testsuite></testsuites>')
+    r = _tests_result(1, str(junit), '== 1 failed, 2 passed, 1 skipped in 1s ==\n')
+    assert (r['status'], r['passed'], r['failures'], r['skipped']) == ('failed', 2, 1, 1)
+    assert r['failed_tests'] == ['t::b'] and r['summary'].startswith('1 failed')
+    assert _tests_result(5, str(tmp_path / 'none.xml'), '')['status'] == 'no-tests'
+    assert _tests_result(None, str(tmp_path / 'none.xml'), '')['status'] == 'timed-out'
+
+
+def test_relative_pytest_arguments_become_absolute(tmp_path):
+    (tmp_path / 'tests').mkdir()
+    args = _abs_args(['--ignore=tests/x.py', '-p', 'no:cacheprovider', 'tests', '-x'],
+                     str(tmp_path))
+    assert args == [f'--ignore={tmp_path}/tests/x.py', '-p', 'no:cacheprovider',
+                    f'{tmp_path}/tests', '-x']
+
+
+# ---------------------------------------------------------------- reports and CLI
+
+def test_reports_are_written(tmp_path, cfg):
+    cells = model.all_cells(cfg, host_release='6.18')[:3]
+    for i, c in enumerate(cells):
+        c.result.update({'status': ['pass', 'fail', 'error'][i], 'judgement': [] if i == 0
+                         else ['startup path mismatch'], 'elapsed': 1.0,
+                         'probe': {'startup_path': c.expect.startup_path}})
+
+    class FakeRunner:
+        packaging = {'3.14.0': {'status': 'pass', 'log': 'logs/p.log', 'wheel': 'w.whl'}}
+        builds, kernels, prep_errors = {}, {}, {}
+
+    summary = {'unexpected': [cells[1].id, cells[2].id], 'timings': {'total': 12.0},
+               'leftover_mounts': []}
+    paths = report.write_all(str(tmp_path), cfg, cells, FakeRunner(), summary, {'preset': 't'})
+    html = open(paths['html']).read()
+    assert '<table>' in html and 'td class="fail"' in html and cells[0].slug in html
+    assert json.load(open(paths['json']))['summary']['unexpected'] == summary['unexpected']
+    suite = ET.parse(paths['junit']).getroot().find('testsuite')
+    assert (suite.get('tests'), suite.get('failures'), suite.get('errors')) == ('4', '1', '1')
+    md = open(paths['markdown']).read()
+    assert '| **3.14.0** |' in md and 'Unexpected results: 2' in md
+    table = report.terminal_table(cells, FakeRunner.packaging)
+    assert 'PASS sync' in table and 'packaging' in table
+
+
+def test_cli_check_list_and_errors(tmp_path, capsys):
+    assert matrix_main(['--matrix', MATRIX, '--check']) == 0
+    assert 'OK' in capsys.readouterr().out
+    assert matrix_main(['--matrix', MATRIX, '--list', '--preset', 'ci']) == 0
+    out = capsys.readouterr().out
+    assert '3.10.3/host/auto' in out and 'expect path=' in out
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text(MINIMAL.replace('startup: [auto, classic]', 'startup: auto'))
+    assert matrix_main(['--matrix', str(bad), '--check']) == 2
+    assert 'startup: expected a list' in capsys.readouterr().err
+    assert matrix_main(['--matrix', MATRIX, '--preset', 'nope', '--list']) == 2
+    assert matrix_main(['--matrix', MATRIX, '--cells', 'kernel=9.9', '--list']) == 2
+
+
+def test_sitecustomize_drops_editable_finders_without_asking_them():
+    import sys
+    from fuseshim.matrix.build import SITECUSTOMIZE
+
+    def finder(module, answer):
+        cls = type('Finder', (), {'__module__': module})
+        f = cls()
+        f.asked = False
+
+        def find_spec(name, path, target=None):
+            f.asked = True
+            if isinstance(answer, Exception):
+                raise answer
+            return answer if name == 'fuseshim' else None
+        f.find_spec = find_spec
+        return f
+
+    ours = finder('_fuseshim_editable_loader', PermissionError('rebuild as nobody'))
+    other_broken = finder('_other_editable_loader', PermissionError('x'))
+    other_unrelated = finder('_other_editable_loader', None)
+    plain = finder('somewhere', object())
+    saved = list(sys.meta_path)
+    sys.meta_path[:0] = [ours, other_broken, other_unrelated, plain]
+    try:
+        exec(compile(SITECUSTOMIZE, 'sitecustomize.py', 'exec'), {})
+        left = list(sys.meta_path)
+    finally:
+        sys.meta_path[:] = saved
+    assert ours not in left and not ours.asked
+    assert other_broken not in left
+    assert other_unrelated in left and plain in left and not plain.asked

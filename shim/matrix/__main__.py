@@ -1,0 +1,195 @@
+"""fuseshim-matrix / python -m fuseshim.matrix: run the migration test matrix.
+
+Examples::
+
+    fuseshim-matrix --list                      # cells and what each expects
+    fuseshim-matrix --preset ci                 # the CI slice
+    fuseshim-matrix --cells 'kernel=host' --jobs 2
+    fuseshim-matrix --cells '3.18*/7.2' -k auto
+    fuseshim-matrix --preset host --tests ../myfs/tests   # another project's suite
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+
+from . import model, report, schema
+from .progress import fmt_secs
+from .util import cache_dir
+
+EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE = 0, 1, 2
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog='fuseshim-matrix', description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='Exit status: 0 when every result was as expected, 1 when any was not, '
+               '2 for a malformed matrix file or bad arguments.  See docs/matrix.md.')
+    ap.add_argument('--matrix', metavar='FILE',
+                    help='matrix file (default: ./matrix.yaml, else the source tree\'s)')
+    ap.add_argument('--preset', help='a preset from the matrix file (e.g. ci, full, host)')
+    ap.add_argument('--cells', metavar='PATTERNS',
+                    help='comma-separated cell globs LIBFUSE/KERNEL/STARTUP or axis=glob terms '
+                         'joined by + (kernel=7.2+startup=auto)')
+    ap.add_argument('-k', dest='keyword', metavar='EXPR',
+                    help='pytest-like expression over cell ids, e.g. "host and not classic"')
+    ap.add_argument('--jobs', '-j', type=int, help='parallel builds / cells / VMs (default 1)')
+    ap.add_argument('--tests', metavar='PATH',
+                    help='run this test suite in every cell (also inside VMs) instead of the '
+                         'matrix file\'s')
+    ap.add_argument('--pytest-args', metavar='ARGS',
+                    help='extra pytest arguments, one string: --pytest-args="-x -k startup"')
+    ap.add_argument('--no-tests', action='store_true', help='run the probe only')
+    ap.add_argument('--parallel-tests', action='store_true',
+                    help='let host test suites run at the same time with --jobs (by default '
+                         'they take turns: suites look at the global mount table)')
+    pk = ap.add_mutually_exclusive_group()
+    pk.add_argument('--packaging', dest='packaging', action='store_true', default=None,
+                    help='run the packaging stage for every libfuse in the selection')
+    pk.add_argument('--no-packaging', dest='packaging', action='store_false')
+    ap.add_argument('--report-dir', default='matrix-report', metavar='DIR',
+                    help='where report.md/json, junit.xml, index.html and logs go '
+                         '(default: ./matrix-report)')
+    ap.add_argument('--cache', metavar='DIR',
+                    help='build cache (default: $FUSESHIM_CACHE or ~/.cache/fuseshim)')
+    ap.add_argument('--source', metavar='DIR', help='fuseshim source tree to build')
+    ap.add_argument('--rebuild', action='store_true', help='ignore cached builds and kernels')
+    ap.add_argument('--refresh', action='store_true', help='apt-get update the private lists')
+    ap.add_argument('--list', action='store_true', help='list the selected cells and exit')
+    ap.add_argument('--check', action='store_true', help='check the matrix file and exit')
+    ap.add_argument('--install-prereqs', action='store_true',
+                    help='install what the runner needs (qemu-system-x86 via apt; meson, '
+                         'ninja, build, twine, PyYAML via pip) and exit')
+    ap.add_argument('--quiet', '-q', action='store_true', help='no live progress')
+    return ap
+
+
+def find_matrix(arg: str | None) -> str:
+    if arg:
+        return arg
+    if os.path.exists('matrix.yaml'):
+        return 'matrix.yaml'
+    here = os.path.dirname(os.path.abspath(__file__))
+    for up in (os.path.dirname(os.path.dirname(here)), os.path.dirname(here)):
+        cand = os.path.join(up, 'matrix.yaml')
+        if os.path.exists(cand):
+            return cand
+    return 'matrix.yaml'
+
+
+def install_prereqs() -> int:
+    cmds = [['apt-get', 'install', '-y', '--no-install-recommends', 'qemu-system-x86'],
+            [sys.executable, '-m', 'pip', 'install', 'meson', 'ninja', 'build', 'twine',
+             'PyYAML', 'pytest', 'meson-python', 'Cython']]
+    for cmd in cmds:
+        print('$', shlex.join(cmd), flush=True)
+        env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
+        if subprocess.run(cmd, env=env).returncode != 0:
+            if cmd[0] == 'apt-get':
+                print('apt-get install failed; the system package lists may be missing: '
+                      'run "apt-get update" and retry', file=sys.stderr)
+            return 1
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    if args.install_prereqs:
+        return install_prereqs()
+    path = find_matrix(args.matrix)
+    try:
+        cfg = schema.load(path)
+    except schema.MatrixError as e:
+        print(f'fuseshim-matrix: {e}', file=sys.stderr)
+        return EXIT_USAGE
+    if args.check:
+        cells = model.all_cells(cfg)
+        print(f'{path}: OK ({len(cfg["libfuse"])} libfuse versions, {len(cfg["kernels"])} '
+              f'kernels, {len(cfg["startup"])} startup modes, {len(cells)} cells, presets: '
+              f'{", ".join(cfg["presets"]) or "none"})')
+        return EXIT_OK
+    preset = None
+    if args.preset:
+        if args.preset not in cfg['presets']:
+            print(f'fuseshim-matrix: no preset {args.preset!r} in {path} (have: '
+                  f'{", ".join(cfg["presets"]) or "none"})', file=sys.stderr)
+            return EXIT_USAGE
+        preset = cfg['presets'][args.preset]
+    try:
+        cells = model.all_cells(cfg)
+        if preset and preset['cells']:
+            cells = model.select(cells, preset['cells'])
+        if args.cells:
+            cells = model.select(cells, model.parse_cell_patterns(args.cells, model.axis_values(cfg)))
+        if args.keyword:
+            cells = model.select(cells, keyword=args.keyword)
+    except schema.MatrixError as e:
+        print(f'fuseshim-matrix: {e}', file=sys.stderr)
+        return EXIT_USAGE
+    if not cells:
+        print('fuseshim-matrix: the selection is empty (see --list)', file=sys.stderr)
+        return EXIT_USAGE
+    if args.list:
+        for c in cells:
+            e = c.expect
+            feats = ','.join(k for k, v in sorted(e.features.items()) if v) or '-'
+            print(f'{c.id:<26} {c.kernel["type"]:<4} expect path={e.startup_path:<8} '
+                  f'soname={e.soname} features={feats}'
+                  + (f' outcome={e.outcome} ({e.reason})' if e.outcome != 'pass' else ''))
+        return EXIT_OK
+
+    tests = dict((preset or {}).get('tests') or cfg['tests'])
+    base = os.path.dirname(os.path.abspath(path))
+    if args.tests:
+        tests = {'path': os.path.abspath(args.tests), 'args': [], 'vm_path': '@path',
+                 'vm_args': None, 'startup': tests.get('startup')}
+    if args.pytest_args:
+        extra = shlex.split(args.pytest_args)
+        tests['args'] = list(tests['args']) + extra
+        if tests.get('vm_args') is not None:
+            tests['vm_args'] = list(tests['vm_args']) + extra
+    packaging = args.packaging
+    if packaging is None:
+        packaging = bool(preset and preset.get('packaging'))
+    jobs = args.jobs or (preset or {}).get('jobs') or 1
+
+    from .runner import Options, Runner
+    opts = Options(cache=os.path.abspath(args.cache or cache_dir()),
+                   report_dir=os.path.realpath(args.report_dir), source=args.source,
+                   jobs=jobs, tests=tests, tests_base=base, packaging=packaging,
+                   rebuild=args.rebuild, refresh=args.refresh, no_tests=args.no_tests,
+                   quiet=args.quiet, preset=args.preset, parallel_tests=args.parallel_tests)
+    print(f'fuseshim-matrix: {len(cells)} cells ({sum(c.is_vm for c in cells)} in VMs)'
+          f'{", packaging" if packaging else ""}; jobs {jobs}; cache {opts.cache}; '
+          f'report {opts.report_dir}', file=sys.stderr, flush=True)
+    runner = Runner(cfg, opts)
+    summary = runner.run(cells)
+    meta = {'preset': args.preset, 'matrix': os.path.abspath(path),
+            'argv': sys.argv[1:] if argv is None else list(argv), 'jobs': jobs}
+    paths = report.write_all(opts.report_dir, cfg, cells, runner, summary, meta)
+    print()
+    print(report.terminal_table(cells, runner.packaging))
+    probs = report.problems_list(cells, runner.packaging)
+    if probs:
+        print('\nnot as expected / known failures:')
+        for p in probs:
+            print('  ' + p)
+    if summary['leftover_mounts']:
+        print(f'\nleft-over FUSE mounts were unmounted: {summary["leftover_mounts"]}')
+    n_unexp = len(summary['unexpected'])
+    counts = {}
+    for c in cells:
+        counts[c.result.get('status')] = counts.get(c.result.get('status'), 0) + 1
+    print(f'\n{len(cells)} cells: ' + ', '.join(f'{v} {k}' for k, v in sorted(
+        counts.items(), key=lambda kv: str(kv[0]))) + f'; unexpected: {n_unexp}; '
+        f'total {fmt_secs(summary["timings"].get("total", 0))}')
+    print('reports: ' + ', '.join(os.path.relpath(p) for p in paths.values()))
+    return EXIT_UNEXPECTED if n_unexp else EXIT_OK
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Fetch and build one libfuse version into a per-version prefix in the cache.
+
+apt-source: ``apt-get source fuse3=<debian version>`` (Debian's patches
+applied by dpkg-source), then pip's meson + ninja with
+``-Dutils=false -Dexamples=false -Dtests=false`` into ``prefix/``.
+apt-binary: the binary packages (e.g. libfuse3-3 + libfuse3-dev) unpacked
+with ``dpkg -x``; the pkg-config file's prefix is rewritten to the unpacked
+tree.  system: the libfuse pkg-config finds on this machine, as it is.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from .util import Log, StageError, read_json, run, write_json
+
+BUILD_OPTIONS = ['-Dutils=false', '-Dexamples=false', '-Dtests=false']
+
+
+@dataclass
+class LibfusePrefix:
+    version: str
+    prefix: str
+    pkgconfig_dir: str
+    libdir: str
+    log: str
+    reused: bool = False
+    stamp: str = ''
+
+    def env(self, base=None) -> dict:
+        env = dict(os.environ if base is None else base)
+        if self.pkgconfig_dir:
+            env['PKG_CONFIG_PATH'] = self.pkgconfig_dir
+        if self.libdir:
+            env['LD_LIBRARY_PATH'] = self.libdir + (
+                os.pathsep + env['LD_LIBRARY_PATH'] if env.get('LD_LIBRARY_PATH') else '')
+        return env
+
+    def to_dict(self):
+        return dict(self.__dict__)
+
+
+def build_tools_env(env=None) -> dict:
+    """PATH with pip's meson and ninja (this interpreter's scripts dir first)."""
+    env = dict(os.environ if env is None else env)
+    dirs = [os.path.dirname(sys.executable)]
+    try:
+        import ninja  # pip's ninja
+        dirs.append(ninja.BIN_DIR)
+    except (ImportError, AttributeError):
+        pass
+    env['PATH'] = os.pathsep.join(dirs + [env.get('PATH', '/usr/bin:/bin')])
+    return env
+
+
+def meson_cmd() -> list[str]:
+    try:
+        import mesonbuild  # noqa: F401  (pip's meson)
+        return [sys.executable, '-m', 'mesonbuild.mesonmain']
+    except ImportError:
+        m = shutil.which('meson')
+        if not m:
+            raise StageError('meson is missing: pip install meson ninja') from None
+        return [m]
+
+
+def spec_key(entry: dict) -> dict:
+    return {'version': entry['version'], 'source': entry['source'], 'debian': entry['debian'],
+            'options': BUILD_OPTIONS, 'layout': 3}
+
+
+def ensure_libfuse(entry: dict, cache: str, apt, log: Log, rebuild=False,
+                   timeout=1200) -> LibfusePrefix:
+    """Build (or reuse) the libfuse of a matrix entry; returns its prefix."""
+    ver = entry['version']
+    if entry['source'] == 'system':
+        return _system(ver, log)
+    root = os.path.join(cache, 'libfuse', ver)
+    stamp = os.path.join(root, 'stamp.json')
+    key = spec_key(entry)
+    done = read_json(stamp)
+    if done and done.get('key') == key and not rebuild and os.path.isdir(done['pkgconfig_dir']):
+        log.write(f'libfuse {ver}: reusing {root}')
+        return LibfusePrefix(ver, done['prefix'], done['pkgconfig_dir'], done['libdir'],
+                             log.path, reused=True, stamp=stamp)
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    apt.ensure()
+    if entry['source'] == 'apt-source':
+        res = _from_source(entry, root, apt, log, timeout)
+    else:
+        res = _from_binaries(entry, root, apt, log)
+    _check_pc(res, log)
+    write_json(stamp, {'key': key, 'prefix': res.prefix, 'pkgconfig_dir': res.pkgconfig_dir,
+                       'libdir': res.libdir})
+    res.stamp = stamp
+    return res
+
+
+def _from_source(entry, root, apt, log, timeout) -> LibfusePrefix:
+    deb = entry['debian']
+    src = os.path.join(root, 'src')
+    log.section(f'apt-get source {deb["package"]}={deb["version"]}')
+    apt.source(f'{deb["package"]}={deb["version"]}', src, log=log)
+    tops = [d for d in glob.glob(os.path.join(src, '*')) if os.path.isdir(d)
+            and os.path.exists(os.path.join(d, 'meson.build'))]
+    if len(tops) != 1:
+        raise StageError(f'apt-get source left {len(tops)} source trees in {src}')
+    prefix = os.path.join(root, 'prefix')
+    build = os.path.join(root, 'build')
+    env = build_tools_env()
+    env.pop('PKG_CONFIG_PATH', None)
+    log.section('meson setup + ninja install')
+    run(meson_cmd() + ['setup', build, tops[0], f'--prefix={prefix}', '--libdir=lib',
+                       '--buildtype=debugoptimized', *BUILD_OPTIONS],
+        env=env, log=log, timeout=timeout)
+    run(meson_cmd() + ['install', '-C', build, '--quiet'], env=env, log=log, timeout=timeout)
+    pcdir = os.path.join(prefix, 'lib', 'pkgconfig')
+    return LibfusePrefix(entry['version'], prefix, pcdir, os.path.join(prefix, 'lib'), log.path)
+
+
+def _from_binaries(entry, root, apt, log) -> LibfusePrefix:
+    deb = entry['debian']
+    dl = os.path.join(root, 'debs')
+    log.section('apt-get download ' + ' '.join(deb['packages']))
+    debs = apt.download([f'{p}={deb["version"]}' for p in deb['packages']], dl, log=log)
+    if len(debs) != len(deb['packages']):
+        raise StageError(f'expected {len(deb["packages"])} .deb files, got {debs}')
+    prefix = os.path.join(root, 'prefix')
+    for d in debs:
+        run(['dpkg', '-x', d, prefix], log=log)
+    pcs = glob.glob(os.path.join(prefix, 'usr', 'lib', '*', 'pkgconfig', 'fuse3.pc')) + \
+        glob.glob(os.path.join(prefix, 'usr', 'lib', 'pkgconfig', 'fuse3.pc'))
+    if not pcs:
+        raise StageError(f'no fuse3.pc in the unpacked packages under {prefix}')
+    pc = pcs[0]
+    usr = os.path.join(prefix, 'usr')
+    # absolute symlinks (libfuse3.so -> /lib/x86_64-linux-gnu/libfuse3.so.3) would
+    # link against the system's libfuse: point them into the unpacked tree
+    for dirpath, _dirs, files in os.walk(prefix):
+        for name in files:
+            p = os.path.join(dirpath, name)
+            if os.path.islink(p) and os.readlink(p).startswith('/'):
+                target = prefix + os.readlink(p)
+                os.remove(p)
+                os.symlink(os.path.relpath(target, dirpath), p)
+                log.write(f'symlink {p} -> {os.readlink(p)}')
+    with open(pc) as f:
+        text = f.read()
+    new = re.sub(r'^prefix=.*$', f'prefix={usr}', text, flags=re.M)
+    # any other absolute /usr paths (libdir=/usr/lib/..., includedir=/usr/include)
+    new = re.sub(r'^(\w+dir)=/usr(/|$)', lambda m: f'{m.group(1)}=${{prefix}}{m.group(2)}', new,
+                 flags=re.M)
+    with open(pc, 'w') as f:
+        f.write(new)
+    log.write(f'rewrote {pc}:\n{new}')
+    # bullseye ships the library in /lib/<triplet>, the .pc and .so link in /usr/lib
+    real = [p for p in glob.glob(os.path.join(prefix, '**', 'libfuse3.so.*'), recursive=True)
+            if not os.path.islink(p)]
+    if not real:
+        raise StageError(f'no libfuse3.so.* in the unpacked packages under {prefix}')
+    libdir = os.path.dirname(real[0])
+    return LibfusePrefix(entry['version'], usr, os.path.dirname(pc), libdir, log.path)
+
+
+def _system(ver, log) -> LibfusePrefix:
+    got = subprocess.run(['pkg-config', '--modversion', 'fuse3'], capture_output=True,
+                         text=True).stdout.strip()
+    if got != ver:
+        raise StageError(f'the system libfuse is {got or "missing"}, the matrix says {ver}')
+    log.write(f'libfuse {ver}: the system one (pkg-config)')
+    return LibfusePrefix(ver, '/usr', '', '', log.path, reused=True)
+
+
+def _check_pc(res: LibfusePrefix, log: Log):
+    env = res.env()
+    ver = subprocess.run(['pkg-config', '--modversion', 'fuse3'], capture_output=True,
+                         text=True, env=env)
+    flags = subprocess.run(['pkg-config', '--cflags', '--libs', 'fuse3'], capture_output=True,
+                           text=True, env=env)
+    log.write(f'pkg-config fuse3 in {res.pkgconfig_dir}: {ver.stdout.strip()} '
+              f'{flags.stdout.strip()} {ver.stderr.strip()}')
+    if ver.returncode != 0 or ver.stdout.strip() != res.version:
+        raise StageError(f'pkg-config in {res.pkgconfig_dir} reports '
+                         f'{ver.stdout.strip() or ver.stderr.strip()!r}, expected {res.version}')
+    if os.path.dirname(res.prefix) not in flags.stdout:
+        raise StageError(f'pkg-config fuse3 does not point into {res.prefix}: {flags.stdout}')

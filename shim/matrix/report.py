@@ -1,0 +1,335 @@
+"""Reports: terminal table, Markdown, JSON, JUnit XML and a self-contained
+HTML grid (per-cell log links relative to the report directory)."""
+from __future__ import annotations
+
+import html
+import json
+import os
+import platform
+import time
+import xml.etree.ElementTree as ET
+
+from . import model
+from .progress import fmt_secs
+
+SYMBOL = {'pass': 'PASS', 'xfail': 'XFAIL', 'fail': 'FAIL', 'error': 'ERROR',
+          'xpass': 'XPASS', None: '-'}
+
+
+def _cell_text(c: model.Cell, short=False) -> str:
+    r = c.result
+    status = SYMBOL.get(r.get('status'), '?')
+    got = (r.get('probe') or {}).get('startup_path')
+    want = c.expect.startup_path
+    if got and got != want:
+        path = f'{got}!={want}'
+    else:
+        path = got or f'({want})'
+    return f'{status} {path}'
+
+
+def columns(cells):
+    cols = []
+    for c in cells:
+        key = (c.kernel['name'], c.startup)
+        if key not in cols:
+            cols.append(key)
+    return cols
+
+
+def grid(cells, packaging: dict):
+    rows = sorted({c.libfuse['version'] for c in cells} | set(packaging), key=model.vtuple)
+    cols = columns(cells)
+    by = {(c.libfuse['version'], c.kernel['name'], c.startup): c for c in cells}
+    return rows, cols, by
+
+
+def terminal_table(cells, packaging: dict) -> str:
+    rows, cols, by = grid(cells, packaging)
+    head = ['libfuse'] + [f'{k}/{s}' for k, s in cols] + (['packaging'] if packaging else [])
+    body = []
+    for v in rows:
+        line = [v]
+        for k, s in cols:
+            c = by.get((v, k, s))
+            line.append(_cell_text(c) if c else '')
+        if packaging:
+            p = packaging.get(v)
+            line.append(SYMBOL.get(p.get('status'), '?') if p else '')
+        body.append(line)
+    widths = [max(len(str(r[i])) for r in [head] + body) for i in range(len(head))]
+    fmt = '  '.join('{:<%d}' % w for w in widths)
+    out = [fmt.format(*head), fmt.format(*['-' * w for w in widths])]
+    out += [fmt.format(*r) for r in body]
+    return '\n'.join(out)
+
+
+def problems_list(cells, packaging) -> list[str]:
+    out = []
+    for c in cells:
+        st = c.result.get('status')
+        if st != 'pass':
+            why = '; '.join(c.result.get('judgement') or []) or c.expect.reason
+            out.append(f'{c.id}: {SYMBOL.get(st, st)} - {why}')
+    for v, p in sorted(packaging.items()):
+        if p.get('status') != 'pass':
+            why = p.get('error') or '; '.join(p.get('judgement') or [])
+            out.append(f'packaging {v}: {SYMBOL.get(p.get("status"), "?")} - {why}')
+    return out
+
+
+def host_info() -> dict:
+    return {'host_kernel': platform.release(), 'python': platform.python_version(),
+            'machine': platform.machine(), 'nproc': os.cpu_count(),
+            'date': time.strftime('%Y-%m-%d %H:%M:%S %Z')}
+
+
+def to_json(cfg, cells, runner, summary, meta) -> dict:
+    return {
+        'meta': meta, 'host': host_info(), 'summary': summary,
+        'cells': [{'id': c.id, 'libfuse': c.libfuse['version'], 'kernel': c.kernel['name'],
+                   'kernel_type': c.kernel['type'], 'startup': c.startup,
+                   'expect': c.expect.to_dict(), 'result': c.result} for c in cells],
+        'packaging': runner.packaging if runner else {},
+        'builds': {v: {k: b.get(k) for k in ('soname', 'needed', 'resolved', 'site', 'log',
+                                              'libfuse_log', 'libfuse_reused', 'problems')}
+                   for v, b in (runner.builds.items() if runner else [])},
+        'kernels': runner.kernels if runner else {},
+        'prep_errors': runner.prep_errors if runner else {},
+    }
+
+
+def markdown(cells, packaging, summary, meta) -> str:
+    rows, cols, by = grid(cells, packaging)
+    head = ['libfuse'] + [f'{k} / {s}' for k, s in cols] + (['packaging'] if packaging else [])
+    lines = ['# fuseshim matrix report', '',
+             f'{meta.get("date")} on kernel {meta.get("host_kernel")} '
+             f'({meta.get("nproc")} CPUs); preset `{meta.get("preset") or "-"}`; '
+             f'{len(cells)} cells; total {fmt_secs(summary["timings"].get("total", 0))}.', '',
+             'Each cell: status, then the startup path seen (`seen!=expected` when they differ; '
+             'in parentheses: expected, when the probe did not run).', '',
+             '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for v in rows:
+        line = [f'**{v}**']
+        for k, s in cols:
+            c = by.get((v, k, s))
+            line.append(_cell_text(c) if c else '')
+        if packaging:
+            p = packaging.get(v)
+            line.append(SYMBOL.get(p.get('status'), '?') if p else '')
+        lines.append('| ' + ' | '.join(line) + ' |')
+    probs = problems_list(cells, packaging)
+    lines += ['', f'**Unexpected results: {len(summary["unexpected"])}**'
+              + (' (' + ', '.join(summary['unexpected']) + ')' if summary['unexpected'] else ''),
+              '']
+    if probs:
+        lines += ['## Problems', ''] + [f'- {p}' for p in probs] + ['']
+    lines += ['## Cells', '', '| cell | status | expected path | seen | kernel | libfuse '
+              '(runtime) | soname | tests | time | log |', '|---|---|---|---|---|---|---|---|---|---|']
+    for c in cells:
+        r = c.result
+        p = r.get('probe') or {}
+        t = r.get('tests') or {}
+        tests = (f'{t.get("passed", 0)} passed, {t.get("failures", 0) + t.get("errors", 0)} '
+                 f'failed, {t.get("skipped", 0)} skipped' if t else '-')
+        lines.append(f'| {c.id} | {SYMBOL.get(r.get("status"))} | {c.expect.startup_path} | '
+                     f'{p.get("startup_path", "-")} | {r.get("kernel_release") or "-"} | '
+                     f'{p.get("libfuse_runtime_version", "-")} | {r.get("soname") or "-"} | '
+                     f'{tests} | {r.get("elapsed", "-")} s | '
+                     f'{"[log](" + r["log"] + ")" if r.get("log") else "-"} |')
+    if packaging:
+        lines += ['', '## Packaging', '', '| libfuse | status | wheel | soname | twine | '
+                  'tests on the wheel | log |', '|---|---|---|---|---|---|---|']
+        for v, p in sorted(packaging.items(), key=lambda kv: model.vtuple(kv[0])):
+            t = p.get('tests') or {}
+            lines.append(f'| {v} | {SYMBOL.get(p.get("status"))} | {p.get("wheel", "-")} | '
+                         f'{p.get("soname", "-")} | {p.get("twine", "-")} | '
+                         f'{t.get("summary", "-") if t else "-"} | [log]({p.get("log")}) |')
+    t = summary['timings']
+    lines += ['', '## Timings', ''] + [f'- {k}: {fmt_secs(v)}' for k, v in t.items()]
+    return '\n'.join(lines) + '\n'
+
+
+def junit(cells, packaging) -> bytes:
+    suite = ET.Element('testsuite', name='fuseshim-matrix')
+    n = fails = errors = skipped = 0
+    total_time = 0.0
+    for c in cells:
+        r = c.result
+        tc = ET.SubElement(suite, 'testcase', classname=f'matrix.libfuse-{c.libfuse["version"]}',
+                           name=f'{c.kernel["name"]}/{c.startup}', time=str(r.get('elapsed', 0)))
+        total_time += float(r.get('elapsed') or 0)
+        n += 1
+        st = r.get('status')
+        msg = '; '.join(r.get('judgement') or [])
+        if st == 'fail' or st == 'xpass':
+            fails += 1
+            ET.SubElement(tc, 'failure', message=msg[:500]).text = msg
+        elif st == 'error':
+            errors += 1
+            ET.SubElement(tc, 'error', message=msg[:500]).text = msg
+        elif st == 'xfail':
+            skipped += 1
+            ET.SubElement(tc, 'skipped', message=f'expected failure: {c.expect.reason}')
+        out = ET.SubElement(tc, 'system-out')
+        p = r.get('probe') or {}
+        out.text = (f'expected path {c.expect.startup_path}, seen {p.get("startup_path")}; '
+                    f'libfuse {p.get("libfuse_runtime_version")}; soname {r.get("soname")}; '
+                    f'log {r.get("log")}')
+    for v, p in sorted(packaging.items()):
+        n += 1
+        tc = ET.SubElement(suite, 'testcase', classname=f'matrix.libfuse-{v}', name='packaging',
+                           time=str(p.get('elapsed', 0)))
+        if p.get('status') == 'error':
+            errors += 1
+            ET.SubElement(tc, 'error', message=str(p.get('error'))[:500]).text = p.get('error')
+        elif p.get('status') != 'pass':
+            fails += 1
+            msg = '; '.join(p.get('judgement') or [])
+            ET.SubElement(tc, 'failure', message=msg[:500]).text = msg
+    suite.set('tests', str(n))
+    suite.set('failures', str(fails))
+    suite.set('errors', str(errors))
+    suite.set('skipped', str(skipped))
+    suite.set('time', f'{total_time:.1f}')
+    root = ET.Element('testsuites')
+    root.append(suite)
+    return ET.tostring(root, encoding='utf-8', xml_declaration=True)
+
+
+CSS = '''
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse;margin:1em 0}
+th,td{border:1px solid #ccc;padding:.35em .6em;text-align:left;vertical-align:top}
+th{background:#f3f3f3}
+td.pass{background:#d9f2d9}td.xfail{background:#fff3c4}td.fail,td.xpass{background:#f8c9c9}
+td.error{background:#f0c0f0}td.none{background:#fafafa;color:#999}
+td a{color:inherit}
+.small{font-size:12px;color:#555}
+code{background:#f3f3f3;padding:0 .2em}
+details{margin:.3em 0}
+pre{background:#f7f7f7;padding:.5em;overflow-x:auto}
+'''
+
+
+def html_report(cells, packaging, summary, meta) -> str:
+    e = html.escape
+    rows, cols, by = grid(cells, packaging)
+    out = ['<!doctype html><html><head><meta charset="utf-8">',
+           '<title>fuseshim matrix</title>', f'<style>{CSS}</style></head><body>',
+           '<h1>fuseshim migration matrix</h1>',
+           f'<p class="small">{e(str(meta.get("date")))} &middot; host kernel '
+           f'{e(str(meta.get("host_kernel")))} &middot; preset {e(str(meta.get("preset")))} '
+           f'&middot; {len(cells)} cells &middot; '
+           f'{fmt_secs(summary["timings"].get("total", 0))}</p>',
+           f'<p><b>Unexpected results: {len(summary["unexpected"])}</b> '
+           f'{e(", ".join(summary["unexpected"]))}</p>',
+           '<table><tr><th>libfuse</th>']
+    for k, s in cols:
+        out.append(f'<th>{e(k)}<br><span class="small">{e(s)}</span></th>')
+    if packaging:
+        out.append('<th>packaging</th>')
+    out.append('</tr>')
+    for v in rows:
+        out.append(f'<tr><th>{e(v)}</th>')
+        for k, s in cols:
+            c = by.get((v, k, s))
+            if not c:
+                out.append('<td class="none">-</td>')
+                continue
+            st = c.result.get('status') or 'none'
+            title = '; '.join(c.result.get('judgement') or []) or 'as expected'
+            link = c.result.get('log')
+            txt = e(_cell_text(c))
+            out.append(f'<td class="{st}" title="{e(title)}"><a href="#{e(c.slug)}">{txt}</a>'
+                       + (f'<br><a class="small" href="{e(link)}">log</a>' if link else '')
+                       + '</td>')
+        if packaging:
+            p = packaging.get(v)
+            if p:
+                st = p.get('status') or 'none'
+                out.append(f'<td class="{st}"><a href="#pkg-{e(v)}">{SYMBOL.get(st, st)}</a>'
+                           f'<br><a class="small" href="{e(p.get("log") or "")}">log</a></td>')
+            else:
+                out.append('<td class="none">-</td>')
+        out.append('</tr>')
+    out.append('</table>')
+    out.append('<p class="small">Cell text: status, then the startup path seen '
+               '(<code>seen!=expected</code> when they differ; in parentheses the expected one '
+               'when the probe did not run). Hover for the problems; click for details.</p>')
+    out.append('<h2>Cells</h2>')
+    for c in cells:
+        r = c.result
+        p = r.get('probe') or {}
+        st = r.get('status') or 'none'
+        out.append(f'<details id="{e(c.slug)}"{" open" if st in model.UNEXPECTED else ""}>'
+                   f'<summary><b>{e(c.id)}</b>: {SYMBOL.get(st, st)}</summary>')
+        out.append('<table>')
+        rows_ = [('expected', json.dumps(c.expect.to_dict(), sort_keys=True)),
+                 ('kernel', r.get('kernel_release')),
+                 ('startup path', f'{p.get("startup_path")} - {p.get("startup_reason")}'),
+                 ('INIT before mount returned', p.get('init_before_mount_returned')),
+                 ('protocol', p.get('protocol')),
+                 ('libfuse runtime / build', f'{p.get("libfuse_runtime_version")} / '
+                                             f'{p.get("libfuse_build_version")}'),
+                 ('loaded', ', '.join(p.get('loaded_libfuse') or [])),
+                 ('NEEDED', r.get('soname')),
+                 ('build features', json.dumps(p.get('build_features'), sort_keys=True)),
+                 ('problems', '; '.join(r.get('judgement') or []) or '-'),
+                 ('tests', (r.get('tests') or {}).get('summary')),
+                 ('failed tests', ', '.join((r.get('tests') or {}).get('failed_tests') or [])
+                  or '-'),
+                 ('time', f'{r.get("elapsed")} s')]
+        for k, v in rows_:
+            out.append(f'<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>')
+        links = []
+        d = r.get('dir')
+        for name in ('cell.log', 'probe.log', 'tests.log', 'probe.json', 'junit.xml'):
+            if d and os.path.exists(os.path.join(meta.get('report_dir', ''), d, name)):
+                links.append(f'<a href="{e(d)}/{name}">{name}</a>')
+        vmi = r.get('vm') or {}
+        if vmi.get('console'):
+            links.append(f'<a href="{e(vmi["console"])}">console.log</a>')
+        out.append(f'<tr><th>files</th><td>{" &middot; ".join(links) or "-"}</td></tr>')
+        out.append('</table></details>')
+    if packaging:
+        out.append('<h2>Packaging</h2>')
+        for v, p in sorted(packaging.items(), key=lambda kv: model.vtuple(kv[0])):
+            st = p.get('status') or 'none'
+            out.append(f'<details id="pkg-{e(v)}"{" open" if st != "pass" else ""}>'
+                       f'<summary><b>libfuse {e(v)}</b>: {SYMBOL.get(st, st)}</summary><table>')
+            for k in ('sdist', 'wheel', 'soname', 'twine', 'error'):
+                if p.get(k):
+                    out.append(f'<tr><th>{k}</th><td>{e(str(p[k]))}</td></tr>')
+            t = p.get('tests') or {}
+            out.append(f'<tr><th>tests on the wheel</th><td>{e(str(t.get("summary", "-")))}'
+                       f'</td></tr><tr><th>problems</th><td>'
+                       f'{e("; ".join(p.get("judgement") or []) or "-")}</td></tr>'
+                       f'<tr><th>log</th><td><a href="{e(p.get("log") or "")}">log</a></td></tr>')
+            files = p.get('files') or []
+            out.append(f'<tr><th>wheel files</th><td><pre>{e(chr(10).join(files))}</pre></td></tr>')
+            out.append('</table></details>')
+    out.append('<h2>Timings</h2><ul>')
+    for k, v in summary['timings'].items():
+        out.append(f'<li>{e(k)}: {fmt_secs(v)}</li>')
+    out.append('</ul></body></html>')
+    return '\n'.join(out)
+
+
+def write_all(report_dir, cfg, cells, runner, summary, meta) -> dict:
+    os.makedirs(report_dir, exist_ok=True)
+    meta = {**host_info(), **meta, 'report_dir': report_dir}
+    packaging = runner.packaging if runner else {}
+    paths = {k: os.path.join(report_dir, n) for k, n in (
+        ('markdown', 'report.md'), ('json', 'report.json'), ('junit', 'junit.xml'),
+        ('html', 'index.html'))}
+    with open(paths['markdown'], 'w') as f:
+        f.write(markdown(cells, packaging, summary, meta))
+    with open(paths['json'], 'w') as f:
+        json.dump(to_json(cfg, cells, runner, summary, meta), f, indent=2, sort_keys=True,
+                  default=str)
+    with open(paths['junit'], 'wb') as f:
+        f.write(junit(cells, packaging))
+    with open(paths['html'], 'w') as f:
+        f.write(html_report(cells, packaging, summary, meta))
+    return paths

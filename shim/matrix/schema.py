@@ -1,0 +1,562 @@
+"""Loading and checking matrix.yaml.
+
+Hand-written checks (no jsonschema dependency) so that every error names the
+file, the line and the dotted path of the offending value, e.g.::
+
+    matrix.yaml:12: libfuse[1].version: 3.1 is a number; quote versions ("3.10")
+
+All errors of a file are collected and raised together as one MatrixError.
+"""
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Any
+
+AXES = ('libfuse', 'kernel', 'startup')
+STARTUP_MODES = ('auto', 'sync', 'classic')
+LIBFUSE_SOURCES = ('apt-source', 'apt-binary', 'system')
+KERNEL_TYPES = ('host', 'vm')
+OUTCOMES = ('pass', 'fail')
+STARTUP_PATHS = ('sync', 'classic')
+VERSION_RE = re.compile(r'^\d+\.\d+(\.\d+)?$')
+NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._+-]*$')
+
+# vm_path '@path': the same suite as on the host; None (null): the probe only
+# startup: run the suite only in cells of these startup modes (None: all)
+DEFAULT_TESTS = {'path': 'compat_tests', 'args': [], 'vm_path': '@path', 'vm_args': None,
+                 'startup': None}
+
+TOP_KEYS = {'version', 'mirror', 'suites', 'busybox', 'libfuse', 'kernels', 'startup',
+            'features', 'sync_init_since', 'rules', 'tests', 'timeouts', 'vm', 'presets'}
+
+
+class MatrixError(ValueError):
+    """matrix.yaml is malformed; ``errors`` lists every problem found."""
+
+    def __init__(self, errors: list[str], source: str = 'matrix.yaml'):
+        self.errors = list(errors)
+        self.source = source
+        n = len(self.errors)
+        super().__init__(f'{source}: {n} problem{"s" if n != 1 else ""}:\n  '
+                         + '\n  '.join(self.errors))
+
+
+# ---------------------------------------------------------------- YAML with lines
+
+class _LineDict(dict):
+    line = 0
+
+
+class _LineList(list):
+    line = 0
+
+
+def _loader():
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node, deep=False):
+        d = _LineDict(yaml.SafeLoader.construct_mapping(loader, node, deep=True))
+        d.line = node.start_mark.line + 1
+        d.key_lines = {}
+        for k, _v in node.value:
+            try:
+                d.key_lines[loader.construct_object(k, deep=True)] = k.start_mark.line + 1
+            except TypeError:  # unhashable key; reported by the checks
+                pass
+        return d
+
+    def sequence(loader, node, deep=False):
+        seq = _LineList(yaml.SafeLoader.construct_sequence(loader, node, deep=True))
+        seq.line = node.start_mark.line + 1
+        return seq
+
+    def no_duplicates(loader, node, deep=False):
+        seen = {}
+        for k, _v in node.value:
+            key = loader.construct_object(k, deep=True)
+            try:
+                if key in seen:
+                    raise MatrixError([f'line {k.start_mark.line + 1}: duplicate key {key!r} '
+                                       f'(first on line {seen[key]})'])
+                seen[key] = k.start_mark.line + 1
+            except TypeError:
+                pass
+        return mapping(loader, node, deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, no_duplicates)
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, sequence)
+    return Loader
+
+
+def load_yaml_text(text: str, source: str = 'matrix.yaml') -> Any:
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - PyYAML is a dependency of the matrix extra
+        raise MatrixError(['PyYAML is not installed: pip install "fuseshim[matrix]" '
+                           '(or pip install PyYAML)'], source) from None
+    try:
+        return yaml.load(text, Loader=_loader())
+    except MatrixError as e:
+        raise MatrixError(e.errors, source) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, 'problem_mark', None)
+        where = f'line {mark.line + 1}, column {mark.column + 1}: ' if mark else ''
+        problem = getattr(e, 'problem', None) or str(e)
+        ctx = getattr(e, 'context', None)
+        raise MatrixError([f'{where}not valid YAML: {problem}' + (f' ({ctx})' if ctx else '')],
+                          source) from None
+
+
+# ---------------------------------------------------------------- checker
+
+class Checker:
+    def __init__(self):
+        self.errors: list[str] = []
+
+    def err(self, path: str, msg: str, node=None, key=None):
+        line = None
+        if isinstance(node, _LineDict) and key is not None:
+            line = node.key_lines.get(key, node.line)
+        elif node is not None:
+            line = getattr(node, 'line', None)
+        self.errors.append(f'{"line %d: " % line if line else ""}{path}: {msg}')
+
+    # typed getters -------------------------------------------------
+    def mapping(self, value, path, node=None, key=None) -> bool:
+        if not isinstance(value, dict):
+            self.err(path, f'expected a mapping (key: value), got {_kind(value)}', node, key)
+            return False
+        return True
+
+    def keys(self, d: dict, path: str, allowed: set, required: set = frozenset()):
+        for k in d:
+            if k not in allowed:
+                hint = _close(k, allowed)
+                self.err(f'{path}.{k}' if path else str(k), 'unknown key'
+                         + (f' (did you mean {hint!r}?)' if hint else
+                            f' (allowed: {", ".join(sorted(allowed))})'), d, k)
+        for k in sorted(required):
+            if k not in d:
+                self.err(path or '(top level)', f'missing required key {k!r}', d)
+
+    def string(self, d, key, path, required=False, choices=None, pattern=None,
+               pattern_msg=''):
+        if key not in d:
+            if required:
+                self.err(path, f'missing required key {key!r}', d)
+            return None
+        v = d[key]
+        p = f'{path}.{key}' if path else key
+        if isinstance(v, float) and pattern is VERSION_RE:
+            self.err(p, f'{v!r} is a number and YAML drops trailing zeros (3.10 becomes 3.1); '
+                     f'quote versions: "{v}"', d, key)
+            return None
+        if isinstance(v, bool) or not isinstance(v, (str, int)):
+            self.err(p, f'expected a string, got {_kind(v)}', d, key)
+            return None
+        v = str(v)
+        if choices is not None and v not in choices:
+            self.err(p, f'{v!r} is not one of {", ".join(map(repr, choices))}', d, key)
+            return None
+        if pattern is not None and not pattern.match(v):
+            self.err(p, f'{v!r} {pattern_msg or "is malformed"}', d, key)
+            return None
+        return v
+
+    def number(self, d, key, path, minimum=0, integer=False):
+        if key not in d:
+            return None
+        v = d[key]
+        p = f'{path}.{key}' if path else key
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and
+                                                                      not isinstance(v, int)):
+            self.err(p, f'expected {"a whole number" if integer else "a number"}, '
+                     f'got {_kind(v)}', d, key)
+            return None
+        if v <= minimum:
+            self.err(p, f'must be greater than {minimum}, not {v}', d, key)
+            return None
+        return v
+
+    def boolean(self, d, key, path):
+        if key not in d:
+            return None
+        v = d[key]
+        if not isinstance(v, bool):
+            self.err(f'{path}.{key}' if path else key, f'expected true or false, got {_kind(v)}',
+                     d, key)
+            return None
+        return v
+
+    def str_list(self, d, key, path, required=False, choices=None, allow_scalar=False):
+        if key not in d:
+            if required:
+                self.err(path, f'missing required key {key!r}', d)
+            return None
+        v = d[key]
+        p = f'{path}.{key}' if path else key
+        if allow_scalar and isinstance(v, (str, int, float)) and not isinstance(v, bool):
+            v = [v]
+        if not isinstance(v, list):
+            self.err(p, f'expected a list, got {_kind(v)}', d, key)
+            return None
+        out = []
+        for i, item in enumerate(v):
+            if isinstance(item, float):
+                self.err(f'{p}[{i}]', f'{item!r} is a number; quote it (YAML turns 3.10 into '
+                         f'3.1): "{item}"', v)
+                continue
+            if isinstance(item, bool) or not isinstance(item, (str, int)):
+                self.err(f'{p}[{i}]', f'expected a string, got {_kind(item)}', v)
+                continue
+            item = str(item)
+            if choices is not None and item not in choices:
+                self.err(f'{p}[{i}]', f'{item!r} is not one of {", ".join(map(repr, choices))}',
+                         v)
+                continue
+            out.append(item)
+        return out
+
+
+def _kind(v) -> str:
+    if v is None:
+        return 'nothing (null)'
+    if isinstance(v, bool):
+        return f'a boolean ({v})'
+    if isinstance(v, dict):
+        return 'a mapping'
+    if isinstance(v, list):
+        return 'a list'
+    if isinstance(v, (int, float)):
+        return f'a number ({v!r})'
+    if isinstance(v, str):
+        return f'a string ({v!r})'
+    return type(v).__name__
+
+
+def _close(word, choices):
+    import difflib
+    m = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return m[0] if m else None
+
+
+# ---------------------------------------------------------------- the schema
+
+def check(doc, source: str = 'matrix.yaml') -> dict:
+    """Validate a parsed matrix document; return it normalised (plain types,
+    defaults filled in).  Raises MatrixError listing every problem."""
+    c = Checker()
+    if not isinstance(doc, dict):
+        raise MatrixError([f'the file must be a mapping with keys like version, libfuse, '
+                           f'kernels, startup; got {_kind(doc)}'], source)
+    c.keys(doc, '', TOP_KEYS, {'version', 'libfuse', 'kernels', 'startup'})
+    out: dict[str, Any] = {}
+    v = doc.get('version')
+    if 'version' in doc and v != 1:
+        c.err('version', f'only version 1 is understood, got {_kind(v)}', doc, 'version')
+    out['version'] = 1
+    mirror = c.string(doc, 'mirror', '')
+    if mirror is not None and mirror != 'auto' and not re.match(r'^(https?|file)://', mirror):
+        c.err('mirror', f'{mirror!r} must be "auto" (read from /etc/apt) or a URL', doc, 'mirror')
+        mirror = None
+    out['mirror'] = mirror or 'auto'
+    out['suites'] = c.str_list(doc, 'suites', '') or []
+    out['sync_init_since'] = c.string(doc, 'sync_init_since', '', pattern=VERSION_RE,
+                                      pattern_msg='is not a version like "6.18"') or '6.18'
+
+    out['busybox'] = {'package': 'busybox-static', 'suite': 'bookworm'}
+    if 'busybox' in doc and c.mapping(doc['busybox'], 'busybox', doc, 'busybox'):
+        b = doc['busybox']
+        c.keys(b, 'busybox', {'package', 'suite'})
+        out['busybox'].update({k: c.string(b, k, 'busybox') or out['busybox'][k]
+                               for k in ('package', 'suite')})
+
+    out['libfuse'] = _check_libfuse(c, doc)
+    out['kernels'] = _check_kernels(c, doc)
+    out['startup'] = c.str_list(doc, 'startup', '', required=False, choices=STARTUP_MODES) or []
+    if 'startup' in doc and not out['startup'] and isinstance(doc['startup'], list):
+        c.err('startup', 'must list at least one startup mode', doc, 'startup')
+    _dupes(c, out['startup'], 'startup', doc)
+
+    out['features'] = {}
+    if 'features' in doc and c.mapping(doc['features'], 'features', doc, 'features'):
+        for name in doc['features']:
+            ver = c.string(doc['features'], name, 'features', pattern=VERSION_RE,
+                           pattern_msg='is not a libfuse version like "3.17"')
+            if ver is not None:
+                out['features'][str(name)] = ver
+
+    axis_values = {'libfuse': [e['version'] for e in out['libfuse'] if e],
+                   'kernel': [k['name'] for k in out['kernels'] if k],
+                   'startup': list(out['startup'])}
+    out['rules'] = _check_rules(c, doc, axis_values)
+    out['tests'] = _check_tests(c, doc.get('tests'), 'tests', doc, 'tests') \
+        if 'tests' in doc else dict(DEFAULT_TESTS)
+
+    out['timeouts'] = {'cell': 900, 'vm_boot': 240, 'build': 1200, 'vm_cell': 900}
+    if 'timeouts' in doc and c.mapping(doc['timeouts'], 'timeouts', doc, 'timeouts'):
+        t = doc['timeouts']
+        c.keys(t, 'timeouts', set(out['timeouts']))
+        for k in out['timeouts']:
+            val = c.number(t, k, 'timeouts')
+            if val is not None:
+                out['timeouts'][k] = val
+
+    out['vm'] = {'memory': 2048, 'smp': 1, 'qemu': 'qemu-system-x86_64', 'cpu': 'max',
+                 'accel': 'tcg'}
+    if 'vm' in doc and c.mapping(doc['vm'], 'vm', doc, 'vm'):
+        m = doc['vm']
+        c.keys(m, 'vm', set(out['vm']))
+        for k in ('memory', 'smp'):
+            val = c.number(m, k, 'vm', integer=True)
+            if val is not None:
+                out['vm'][k] = val
+        for k in ('qemu', 'cpu'):
+            val = c.string(m, k, 'vm')
+            if val is not None:
+                out['vm'][k] = val
+        val = c.string(m, 'accel', 'vm', choices=('tcg', 'kvm'))
+        if val is not None:
+            out['vm']['accel'] = val
+
+    out['presets'] = {}
+    if 'presets' in doc and c.mapping(doc['presets'], 'presets', doc, 'presets'):
+        for name, p in doc['presets'].items():
+            path = f'presets.{name}'
+            if not c.mapping(p, path, doc['presets'], name):
+                continue
+            c.keys(p, path, {'description', 'cells', 'tests', 'packaging', 'jobs'})
+            preset = {'description': c.string(p, 'description', path) or '',
+                      'cells': None, 'tests': None,
+                      'packaging': c.boolean(p, 'packaging', path),
+                      'jobs': c.number(p, 'jobs', path, integer=True)}
+            if 'cells' in p:
+                cells = p['cells']
+                if not isinstance(cells, list):
+                    c.err(f'{path}.cells', f'expected a list of cell patterns, got {_kind(cells)}',
+                          p, 'cells')
+                else:
+                    preset['cells'] = [_check_match(c, m, f'{path}.cells[{i}]', cells,
+                                                    axis_values, extra=set())
+                                       for i, m in enumerate(cells)]
+            if 'tests' in p:
+                preset['tests'] = _check_tests(c, p['tests'], f'{path}.tests', p, 'tests')
+            out['presets'][str(name)] = preset
+    if c.errors:
+        raise MatrixError(c.errors, source)
+    return out
+
+
+def _dupes(c, values, path, node):
+    seen = set()
+    for v in values:
+        if v in seen:
+            c.err(path, f'{v!r} is listed twice', node)
+        seen.add(v)
+
+
+def _check_libfuse(c: Checker, doc) -> list:
+    out = []
+    lst = doc.get('libfuse')
+    if 'libfuse' not in doc:
+        return out
+    if not isinstance(lst, list) or not lst:
+        c.err('libfuse', f'expected a non-empty list of libfuse versions, got {_kind(lst)}',
+              doc, 'libfuse')
+        return out
+    seen = set()
+    for i, e in enumerate(lst):
+        p = f'libfuse[{i}]'
+        if not c.mapping(e, p, lst):
+            continue
+        c.keys(e, p, {'version', 'source', 'debian', 'soname', 'features', 'note'},
+               {'version', 'source'})
+        ver = c.string(e, 'version', p, pattern=VERSION_RE,
+                       pattern_msg='is not a version like "3.14.0"')
+        src = c.string(e, 'source', p, choices=LIBFUSE_SOURCES)
+        if ver is not None:
+            if ver in seen:
+                c.err(f'{p}.version', f'{ver!r} is listed twice', e, 'version')
+            seen.add(ver)
+        entry = {'version': ver, 'source': src, 'debian': None,
+                 'soname': c.string(e, 'soname', p), 'note': c.string(e, 'note', p) or '',
+                 'features': {}}
+        if src in ('apt-source', 'apt-binary'):
+            if 'debian' not in e:
+                c.err(p, f'source {src!r} needs a "debian" mapping (package, version, suite)', e)
+            elif c.mapping(e['debian'], f'{p}.debian', e, 'debian'):
+                d = e['debian']
+                dp = f'{p}.debian'
+                c.keys(d, dp, {'package', 'version', 'suite', 'packages'},
+                       {'version', 'suite'} | ({'packages'} if src == 'apt-binary' else set()))
+                deb = {'package': c.string(d, 'package', dp) or 'fuse3',
+                       'version': c.string(d, 'version', dp),
+                       'suite': c.string(d, 'suite', dp),
+                       'packages': c.str_list(d, 'packages', dp) or []}
+                if src == 'apt-binary' and 'packages' in d and not deb['packages']:
+                    c.err(f'{dp}.packages', 'list the binary packages to unpack '
+                          '(e.g. [libfuse3-3, libfuse3-dev])', d, 'packages')
+                if deb['version'] and ver and not deb['version'].startswith(ver):
+                    c.err(f'{dp}.version', f'Debian version {deb["version"]!r} does not belong '
+                          f'to upstream version {ver!r}', d, 'version')
+                entry['debian'] = deb
+        if 'features' in e and c.mapping(e['features'], f'{p}.features', e, 'features'):
+            for k in e['features']:
+                b = c.boolean(e['features'], k, f'{p}.features')
+                if b is not None:
+                    entry['features'][str(k)] = b
+        out.append(entry)
+    return out
+
+
+def _check_kernels(c: Checker, doc) -> list:
+    out = []
+    lst = doc.get('kernels')
+    if 'kernels' not in doc:
+        return out
+    if not isinstance(lst, list) or not lst:
+        c.err('kernels', f'expected a non-empty list of kernels, got {_kind(lst)}',
+              doc, 'kernels')
+        return out
+    seen = set()
+    for i, e in enumerate(lst):
+        p = f'kernels[{i}]'
+        if not c.mapping(e, p, lst):
+            continue
+        c.keys(e, p, {'name', 'type', 'version', 'suite', 'image', 'modules', 'sync_init',
+                      'note', 'cmdline'}, {'name'})
+        name = c.string(e, 'name', p, pattern=NAME_RE,
+                        pattern_msg='must be letters, digits, ".", "_", "+" or "-"')
+        if name is not None:
+            if name in seen:
+                c.err(f'{p}.name', f'{name!r} is listed twice', e, 'name')
+            seen.add(name)
+        ktype = c.string(e, 'type', p, choices=KERNEL_TYPES)
+        if ktype is None:
+            ktype = 'host' if name == 'host' else 'vm'
+        k = {'name': name, 'type': ktype,
+             'version': c.string(e, 'version', p, pattern=VERSION_RE,
+                                 pattern_msg='is not a kernel version like "6.12"'),
+             'suite': c.string(e, 'suite', p), 'image': c.string(e, 'image', p),
+             'modules': c.string(e, 'modules', p), 'sync_init': c.boolean(e, 'sync_init', p),
+             'note': c.string(e, 'note', p) or '', 'cmdline': c.string(e, 'cmdline', p) or ''}
+        if ktype == 'vm':
+            for req in ('version', 'suite', 'image'):
+                if req not in e:
+                    c.err(p, f'a vm kernel needs {req!r} (e.g. version: "6.1", suite: bookworm, '
+                          f'image: "linux-image-6.1.*-amd64-unsigned")', e)
+        else:
+            for bad in ('suite', 'image', 'modules'):
+                if bad in e:
+                    c.err(f'{p}.{bad}', 'a host kernel is the running one: nothing to fetch',
+                          e, bad)
+        out.append(k)
+    return out
+
+
+def _check_match(c: Checker, m, path, parent, axis_values, extra) -> dict | None:
+    if not c.mapping(m, path, parent):
+        return None
+    c.keys(m, path, set(AXES) | extra)
+    if not any(a in m for a in AXES):
+        c.err(path, f'name at least one of {", ".join(AXES)}', m)
+    out = {}
+    for axis in AXES:
+        vals = c.str_list(m, axis, path, allow_scalar=True)
+        if vals is None:
+            continue
+        for v in vals:
+            if not any(fnmatch.fnmatchcase(known, v) for known in axis_values[axis]):
+                c.err(f'{path}.{axis}', f'{v!r} matches no {axis} (known: '
+                      f'{", ".join(axis_values[axis]) or "none"})', m, axis)
+        out[axis] = vals
+    return out
+
+
+def _check_rules(c: Checker, doc, axis_values) -> dict:
+    out = {'exclude': [], 'include': [], 'expect': []}
+    if 'rules' not in doc:
+        return out
+    r = doc['rules']
+    if not c.mapping(r, 'rules', doc, 'rules'):
+        return out
+    c.keys(r, 'rules', set(out))
+    for kind in ('exclude', 'include'):
+        if kind in r:
+            lst = r[kind]
+            if not isinstance(lst, list):
+                c.err(f'rules.{kind}', f'expected a list, got {_kind(lst)}', r, kind)
+                continue
+            for i, m in enumerate(lst):
+                got = _check_match(c, m, f'rules.{kind}[{i}]', lst, axis_values, set())
+                if got is not None:
+                    out[kind].append(got)
+    if 'expect' in r:
+        lst = r['expect']
+        if not isinstance(lst, list):
+            c.err('rules.expect', f'expected a list, got {_kind(lst)}', r, 'expect')
+        else:
+            extra = {'outcome', 'startup_path', 'reason', 'features', 'soname'}
+            for i, m in enumerate(lst):
+                p = f'rules.expect[{i}]'
+                got = _check_match(c, m, p, lst, axis_values, extra)
+                if got is None:
+                    continue
+                got['outcome'] = c.string(m, 'outcome', p, choices=OUTCOMES)
+                got['startup_path'] = c.string(m, 'startup_path', p, choices=STARTUP_PATHS)
+                got['soname'] = c.string(m, 'soname', p)
+                got['reason'] = c.string(m, 'reason', p)
+                got['features'] = {}
+                if 'features' in m and c.mapping(m['features'], f'{p}.features', m, 'features'):
+                    for k in m['features']:
+                        b = c.boolean(m['features'], k, f'{p}.features')
+                        if b is not None:
+                            got['features'][str(k)] = b
+                if got['outcome'] == 'fail' and not got['reason']:
+                    c.err(p, 'an expected failure needs a "reason"', m)
+                if not any(got[k] for k in ('outcome', 'startup_path', 'soname', 'features')):
+                    c.err(p, 'says nothing: give outcome, startup_path, soname or features', m)
+                out['expect'].append(got)
+    return out
+
+
+def _check_tests(c: Checker, t, path, parent, key) -> dict:
+    out = dict(DEFAULT_TESTS)
+    if isinstance(t, str):
+        out['path'] = t
+        return out
+    if not c.mapping(t, path, parent, key):
+        return out
+    c.keys(t, path, {'path', 'args', 'vm_path', 'vm_args', 'startup'})
+    if 'startup' in t:
+        out['startup'] = c.str_list(t, 'startup', path, choices=STARTUP_MODES)
+    for k in ('path', 'vm_path'):
+        if k in t and t[k] is None:
+            out[k] = None if k == 'vm_path' else 'compat_tests'
+            if k == 'path':
+                c.err(f'{path}.path', 'give a test path', t, k)
+            continue
+        v = c.string(t, k, path)
+        if v is not None:
+            out[k] = v
+    for k in ('args', 'vm_args'):
+        v = c.str_list(t, k, path)
+        if v is not None:
+            out[k] = v
+    return out
+
+
+def load(path) -> dict:
+    """Read and check a matrix file; MatrixError on any problem."""
+    import os
+    source = os.fspath(path)
+    try:
+        with open(source, encoding='utf-8') as f:
+            text = f.read()
+    except OSError as e:
+        raise MatrixError([f'cannot read it: {e.strerror}'], source) from None
+    return check(load_yaml_text(text, source), source)
