@@ -92,6 +92,8 @@ class Progress:
             width = os.get_terminal_size(self.stream.fileno()).columns
         except (OSError, ValueError):
             width = 100
+        if width < 40:  # unknown (0) or absurdly narrow: do not cut
+            width = 100
         now = time.monotonic()
         lines = [f'{self._bar(30)}  elapsed {fmt_secs(now - self.t0)}'
                  + (f'  unexpected: {self.unexpected}' if self.unexpected else '')]

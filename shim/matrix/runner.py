@@ -202,7 +202,8 @@ class Runner:
         try:
             self.progress.stage(task, 'download + initramfs')
             t = time.monotonic()
-            meta = vm.ensure_kernel(k, self.cache, self.get_apt(), log, rebuild=self.o.rebuild)
+            meta = vm.ensure_kernel(k, self.cache, self.get_apt(), log, rebuild=self.o.rebuild,
+                                    busybox=self.cfg['busybox'])
             self.timings[task] = time.monotonic() - t
             self.kernels[name] = meta
             self.progress.finish(task, 'ok', f'{meta["release"]}, modules '
@@ -389,7 +390,8 @@ class Runner:
             lines.append(f'echo "FUSESHIM-VM: cell {c.id} done: probe $(cat probe.rc) '
                          f'tests $(cat tests.rc 2>/dev/null || echo -)"')
             c.result.update({'dir': self.rel(celldir), 'log': self.rel(os.path.join(
-                celldir, 'tests.log')), 'soname': b['soname'],
+                celldir, 'tests.log' if cmds_has_tests(self, c) else 'probe.log')),
+                'soname': b['soname'],
                 'kernel_release': meta['release']})
             c.result['problems'] += b['problems']
         with open(os.path.join(jobdir, 'job.sh'), 'w') as f:

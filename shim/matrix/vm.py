@@ -26,6 +26,7 @@ import re
 import shutil
 import stat
 import subprocess
+import threading
 import time
 
 from .util import Log, StageError, read_json, run, write_json
@@ -37,7 +38,8 @@ MARK = 'FUSESHIM-VM:'
 
 # ---------------------------------------------------------------- kernel fetch
 
-def ensure_kernel(kernel: dict, cache: str, apt, log: Log, rebuild=False) -> dict:
+def ensure_kernel(kernel: dict, cache: str, apt, log: Log, rebuild=False,
+                  busybox: dict | None = None) -> dict:
     """Download and unpack a kernel entry; returns {'vmlinuz', 'initrd',
     'release', 'packages', 'modules'}; cached under $CACHE/kernels/<name>/."""
     apt.ensure()
@@ -77,7 +79,9 @@ def ensure_kernel(kernel: dict, cache: str, apt, log: Log, rebuild=False) -> dic
               f'built in (not found as modules): '
               f'{[m for m in NEEDED_MODULES if m not in order]}')
     shutil.copy2(vmlinuz, os.path.join(root, 'vmlinuz'))
-    busybox = ensure_busybox(cache, apt, log)
+    bb = busybox or {}
+    busybox = ensure_busybox(cache, apt, log, bb.get('package', 'busybox-static'),
+                             bb.get('suite', 'bookworm'))
     initrd = os.path.join(root, 'initrd.gz')
     build_initramfs(initrd, busybox, [(n, os.path.join(out_mods, n + '.ko')) for n in order])
     shutil.rmtree(tree, ignore_errors=True)
@@ -89,7 +93,15 @@ def ensure_kernel(kernel: dict, cache: str, apt, log: Log, rebuild=False) -> dic
     return meta
 
 
+_BUSYBOX_LOCK = threading.Lock()   # kernels are prepared in parallel; one busybox
+
+
 def ensure_busybox(cache: str, apt, log: Log, package='busybox-static', suite='bookworm') -> str:
+    with _BUSYBOX_LOCK:
+        return _ensure_busybox(cache, apt, log, package, suite)
+
+
+def _ensure_busybox(cache, apt, log, package, suite) -> str:
     root = os.path.join(cache, 'busybox')
     target = os.path.join(root, 'busybox')
     if os.path.exists(target):
