@@ -117,3 +117,17 @@ def test_invalidate_entry_forgets_a_cached_name(mnt):
         assert os.path.exists(f'{mnt}/data')  # still cached (entry_timeout 60 s)
         m.invalidate_entry(ROOT_INODE, b'data')
         assert not os.path.exists(f'{mnt}/data')
+
+
+def test_notify_delete_removes_the_name_and_unlinks_the_inode(mnt):
+    ops = ProbeFS()
+    with fuseshim.mount(ops, mnt, workers=2) as m:
+        fd = os.open(f'{mnt}/data', os.O_RDONLY)
+        try:
+            assert os.fstat(fd).st_nlink == 1
+            ops.NAMES = {b'pair': 2, b'slow': 3}  # deleted behind the kernel's back
+            m.notify_delete(ROOT_INODE, 4, b'data')
+            assert not os.path.exists(f'{mnt}/data')  # despite entry_timeout 60 s
+            assert os.fstat(fd).st_nlink == 0         # the kernel cleared the link count
+        finally:
+            os.close(fd)
