@@ -627,3 +627,26 @@ def scenario_many_entries(r: Recorder, names):
     assert r.note('listdir after unlinking a tenth',
                   sorted(os.listdir(d))) == sorted(set(names) - gone)
     assert r.stat('dir', 'd')['nlink'] == 2
+
+
+# The scenarios both the memfs and the passthrough test files run, with the
+# minimum number of calls the filesystem itself must have served (the kernel
+# would silently fall back to its own code for fallocate/copy_file_range/lseek).
+COMMON_SCENARIOS = {
+    'files': (scenario_files, {}),
+    'setattr': (scenario_setattr, {}),
+    'links': (scenario_links, {}),
+    'rename': (scenario_rename, {'rename': 10}),
+    'xattrs': (scenario_xattrs, {}),
+    'errors_and_dirs': (scenario_errors, {}),
+    'unlink_open_file': (scenario_unlink_open, {}),
+    # the copy at EOF never reaches copy_file_range
+    'fallocate_copy_file_range_lseek': (scenario_space,
+                                        {'fallocate': 3, 'copy_file_range': 3, 'lseek': 4}),
+}
+
+
+def served_at_least(ops, minimum_calls):
+    """Assert ``ops.calls[op] >= n`` for each entry of ``minimum_calls``."""
+    for op, n in minimum_calls.items():
+        assert ops.calls[op] >= n, (op, ops.calls[op], n)

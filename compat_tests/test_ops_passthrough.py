@@ -66,40 +66,11 @@ def _compare_with_backing(tmp_path, mode, scenario, *args):
     return ops
 
 
-def test_files(tmp_path, mount_mode):
-    _compare_with_backing(tmp_path, mount_mode, sc.scenario_files)
-
-
-def test_setattr(tmp_path, mount_mode):
-    _compare_with_backing(tmp_path, mount_mode, sc.scenario_setattr)
-
-
-def test_links(tmp_path, mount_mode):
-    _compare_with_backing(tmp_path, mount_mode, sc.scenario_links)
-
-
-def test_rename(tmp_path, mount_mode):
-    ops = _compare_with_backing(tmp_path, mount_mode, sc.scenario_rename)
-    assert ops.calls['rename'] >= 10
-
-
-def test_xattrs(tmp_path, mount_mode):
-    _compare_with_backing(tmp_path, mount_mode, sc.scenario_xattrs)
-
-
-def test_errors_and_dirs(tmp_path, mount_mode):
-    _compare_with_backing(tmp_path, mount_mode, sc.scenario_errors)
-
-
-def test_unlink_open_file(tmp_path, mount_mode):
-    _compare_with_backing(tmp_path, mount_mode, sc.scenario_unlink_open)
-
-
-def test_fallocate_copy_file_range_lseek(tmp_path, mount_mode):
-    ops = _compare_with_backing(tmp_path, mount_mode, sc.scenario_space)
-    assert ops.calls['fallocate'] >= 3
-    assert ops.calls['copy_file_range'] >= 3
-    assert ops.calls['lseek'] >= 4
+@pytest.mark.parametrize('name', sorted(sc.COMMON_SCENARIOS))
+def test_scenario(tmp_path, mount_mode, name):
+    scenario, minimum_calls = sc.COMMON_SCENARIOS[name]
+    ops = _compare_with_backing(tmp_path, mount_mode, scenario)
+    sc.served_at_least(ops, minimum_calls)
 
 
 def test_sparse_file_holes(tmp_path, mount_mode):
