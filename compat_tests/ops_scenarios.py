@@ -650,3 +650,16 @@ def served_at_least(ops, minimum_calls):
     """Assert ``ops.calls[op] >= n`` for each entry of ``minimum_calls``."""
     for op, n in minimum_calls.items():
         assert ops.calls[op] >= n, (op, ops.calls[op], n)
+
+
+def open_fds_below(path) -> set[str]:
+    """Paths under ``path`` this process holds open (leak checks for passthrough)."""
+    out = set()
+    for fd in os.listdir('/proc/self/fd'):
+        try:
+            target = os.readlink(f'/proc/self/fd/{fd}')
+        except OSError:
+            continue
+        if target == path or target.startswith(path + '/'):
+            out.add(target)
+    return out

@@ -17,21 +17,11 @@ import time
 
 import pytest
 
+from ops_scenarios import open_fds_below
+
 import ops_scenarios as sc
 from conftest import MountMode, mounted, mounted_paths
 from fuseshim.examples.passthrough import AsyncPassthroughFS, PassthroughFS
-
-
-def _open_fds_below(path) -> set[str]:
-    out = set()
-    for fd in os.listdir('/proc/self/fd'):
-        try:
-            target = os.readlink(f'/proc/self/fd/{fd}')
-        except OSError:
-            continue
-        if target == path or target.startswith(path + '/'):
-            out.add(target)
-    return out
 
 
 @contextlib.contextmanager
@@ -48,7 +38,7 @@ def passthrough_mounted(tmp_path, mode: MountMode):
         yield ops, src, mnt
     assert ops.check_consistency() == []
     assert ops.lookup_counts() == {}
-    assert _open_fds_below(src) == {src}, 'backing fds leaked'   # only the root's
+    assert open_fds_below(src) == {src}, 'backing fds leaked'   # only the root's
 
 
 def _compare_with_backing(tmp_path, mode, scenario, *args):
@@ -160,7 +150,7 @@ def test_forget_closes_backing_fds(tmp_path, mount_mode):
                 f.write('2')
             time.sleep(0.05)
         assert ops.calls['forget'] > 0
-        assert _open_fds_below(src) == {src}
+        assert open_fds_below(src) == {src}
         assert ops.check_consistency() == []
         assert os.stat(os.path.join(root, 'd5', 'hard')).st_nlink == 2
         assert sorted(os.listdir(os.path.join(root, 'd0'))) == ['f0', 'f1', 'f2', 'hard', 'sym']

@@ -25,6 +25,8 @@ import time
 
 import pytest
 
+from ops_scenarios import open_fds_below
+
 import fuseshim
 import stress_client
 from conftest import mounted
@@ -117,18 +119,6 @@ def test_memfs_concurrent_stress(tmp_path, startup, handlers, workers, record_pr
           f' {distinct} inodes live, {ops.calls["forget"]} forget calls')
 
 
-def _open_fds_below(path) -> set[str]:
-    out = set()
-    for fd in os.listdir('/proc/self/fd'):
-        try:
-            target = os.readlink(f'/proc/self/fd/{fd}')
-        except OSError:
-            continue
-        if target == path or target.startswith(path + '/'):
-            out.add(target)
-    return out
-
-
 @pytest.mark.parametrize('startup, workers', [('sync', 4), ('classic', 2)])
 def test_passthrough_concurrent_stress(tmp_path, startup, workers, record_property):
     src, mnt = tmp_path / 'src', tmp_path / 'mnt'
@@ -142,7 +132,7 @@ def test_passthrough_concurrent_stress(tmp_path, startup, workers, record_proper
         assert ops.check_consistency() == []
         drop_caches_until(lambda: not ops.lookup_counts())
         assert ops.check_consistency() == []
-        assert _open_fds_below(str(src)) == {str(src)}, 'backing fds leaked'
+        assert open_fds_below(str(src)) == {str(src)}, 'backing fds leaked'
     assert ops.check_consistency() == [] and ops.lookup_counts() == {}
     record_property('stress', summary(reports) + f', {files} files verified')
     print(f'\npassthrough {startup}-w{workers}: {summary(reports)}, {files} files verified')
