@@ -20,6 +20,8 @@ from posix.unistd cimport write
 from .libfuse cimport *
 
 import asyncio
+import collections.abc
+import contextvars
 import errno
 import inspect
 import logging

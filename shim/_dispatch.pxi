@@ -2,8 +2,9 @@
 #
 # Every callback follows one shape: build the handler's arguments, call the
 # handler (GIL taken only here), then either reply at once (plain function)
-# or hand the coroutine to the event loop, whose completion callback replies
-# from the loop thread (libfuse allows replies from any thread).
+# or run the coroutine (Session._submit: stepped in place when the event loop
+# itself reads requests, else handed to the loop), replying when it finishes
+# (libfuse allows replies from any thread).
 
 cdef enum Op:
     OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKNOD, OP_MKDIR,
@@ -41,9 +42,10 @@ cdef inline void _call(Session s, fuse_req_t req, int op, tuple args,
     try:
         res = (<object>PyList_GET_ITEM(s.handlers, op))(*args)
         if s.is_async[op]:
-            s._submit(req, op, res, st, aux, ctx)
-            return
-        _reply(s, req, op, res, st, aux)
+            if not s._submit(req, op, res, st, aux, ctx):
+                return  # answered later: the context stays valid until then
+        else:
+            _reply(s, req, op, res, st, aux)
     except BaseException as exc:
         s._reply_exception(req, op, exc)
     if ctx is not None:  # the request is answered: its pointer is dead now

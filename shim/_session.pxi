@@ -9,9 +9,23 @@ cdef struct InitErrorReply:
     uint64_t unique
 
 
+# How coroutine handlers are run (Session.serve_mode).
+cdef enum ServeMode:
+    # worker threads read; coroutines are handed to the loop thread (a hop each)
+    SERVE_THREADS
+    # the loop thread reads (add_reader) and steps each coroutine at once;
+    # only one that suspends becomes a Task
+    SERVE_LOOP
+    # an outside driver (the pyfuse3 layer's trio tasks) reads with pump() and
+    # awaits the coroutines pump() collected in its own tasks
+    SERVE_EXTERNAL
+
+SERVE_MODES = {'threads': SERVE_THREADS, 'loop': SERVE_LOOP, 'external': SERVE_EXTERNAL}
+
+
 @cython.final
 cdef class _Pending:
-    """A request whose coroutine handler runs on the event loop."""
+    """A request whose coroutine handler has not finished yet."""
     cdef Session session
     cdef fuse_req_t req
     cdef int op
@@ -19,32 +33,82 @@ cdef class _Pending:
     cdef object aux
     cdef object ctx
     cdef object task
+    cdef readonly object coro
 
     def start(self, coro):
         self.task = self.session.loop.create_task(coro)
         self.task.add_done_callback(self.done)
 
     def done(self, task):
+        try:
+            res = task.result()
+        except BaseException as exc:
+            self.finish(None, exc)
+        else:
+            self.finish(res, None)
+
+    def finish(self, result, exc=None):
+        """Answer the request with the handler's result, or its exception."""
         cdef Session s = self.session
+        self.coro = None
         # The lock orders this reply against Session.destroy(): a request
         # outliving its session is dropped, never answered through freed memory.
         with s.lock:
             s.pending.discard(self)
-            if s.destroyed:
+            if s.destroyed or self.req is NULL:
                 return
-            try:
-                res = task.result()
-            except BaseException as exc:
-                if isinstance(exc, asyncio.CancelledError):
-                    exc = FUSEError(errno.EINTR)
-                s._reply_exception(self.req, self.op, exc)
-            else:
-                try:
-                    _reply(s, self.req, self.op, res, &self.st, self.aux)
-                except BaseException as exc:
-                    s._reply_exception(self.req, self.op, exc)
+            _reply_outcome(s, self.req, self.op, result, exc, &self.st, self.aux)
+            self.req = NULL
             if self.ctx is not None:
                 (<RequestContext>self.ctx).req = NULL
+
+
+cdef inline void _reply_outcome(Session s, fuse_req_t req, int op, object result, object exc,
+                                ReqState *st, object aux) noexcept:
+    if exc is None:
+        try:
+            _reply(s, req, op, result, st, aux)
+            return
+        except BaseException as e:
+            exc = e
+    if isinstance(exc, asyncio.CancelledError):
+        exc = FUSEError(errno.EINTR)
+    s._reply_exception(req, op, exc)
+
+
+@cython.final
+cdef class _Resumed:
+    """Continues, as an asyncio Task, a coroutine that suspended while it was
+    stepped eagerly: the Task's first send() gets the object the coroutine
+    yielded then (normally the future it waits for), later ones go through."""
+    cdef object coro
+    cdef object first
+    cdef bint started
+
+    def send(self, value):
+        if not self.started:
+            self.started = True
+            return self.first
+        return self.coro.send(value)
+
+    def throw(self, *exc):
+        self.started = True
+        return self.coro.throw(*exc)
+
+    def close(self):
+        self.coro.close()
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.send(None)
+
+
+collections.abc.Coroutine.register(_Resumed)
 
 
 @cython.final
@@ -67,6 +131,10 @@ cdef class Session:
     cdef dict backing_ids
     cdef object lock
     cdef set pending
+    cdef readonly int serve_mode
+    cdef list collected
+    cdef fuse_buf pump_buf        # receive buffer of the single non-blocking reader
+    cdef public object served     # set once the non-blocking reader saw the end
 
     def __cinit__(self, ops, implemented, argv):
         """Create the libfuse session (nothing is opened or mounted yet)."""
@@ -87,6 +155,8 @@ cdef class Session:
         self.backing_ids = {}
         self.pending = set()
         self.lock = threading.Lock()
+        self.served = threading.Event()
+        self.collected = []
         _fill_ops(&self.llops, implemented)
         try:
             for i, a in enumerate(argv_b):
@@ -106,6 +176,7 @@ cdef class Session:
         if self.se is not NULL and not self.destroyed:
             fuse_session_destroy(self.se)
             self.se = NULL
+        free(self.pump_buf.mem)
 
     @property
     def uses_async(self):
@@ -134,13 +205,16 @@ cdef class Session:
             return captured.text() or 'libfuse gave no reason'
         return None
 
-    def serve(self):
-        """Worker loop: receive with the GIL released, dispatch, until unmounted.
+    def serve(self, bint until_init=False):
+        """Worker loop: receive with the GIL released, dispatch, until unmounted
+        (or, with ``until_init``, until FUSE_INIT was handled: the event-loop
+        modes take over from there).
         process_buf keeps the GIL: nearly every request calls a Python handler,
         and re-taking the GIL in each callback costs more than libfuse's own
         few hundred instructions of decoding."""
         cdef fuse_buf buf
         cdef int res
+        cdef bint is_init
         memset(&buf, 0, sizeof(buf))
         try:
             while True:
@@ -152,13 +226,73 @@ cdef class Session:
                     continue
                 if res <= 0:
                     break
-                if shim_buf_opcode(&buf) == SHIM_FUSE_INIT_OPCODE:
+                is_init = shim_buf_opcode(&buf) == SHIM_FUSE_INIT_OPCODE
+                if is_init:
                     self.init_unique = shim_buf_unique(&buf)
                 fuse_session_process_buf(self.se, &buf)
-                if fuse_session_exited(self.se):
+                if fuse_session_exited(self.se) or (is_init and until_init):
                     break
         finally:
             free(buf.mem)
+
+    # ------------------------------------------------ event-loop serving
+
+    def use_mode(self, mode):
+        """'threads' (default), 'loop' or 'external'; set before serving."""
+        self.serve_mode = SERVE_MODES[mode]
+
+    cdef int _pump(self, int limit) except -2:
+        """Receive and dispatch up to ``limit`` queued requests without
+        blocking (the fd is non-blocking).  -> how many, or -1 at the end."""
+        cdef int res, n = 0
+        if self.se is NULL or self.stopping:
+            return -1
+        while n < limit:
+            res = fuse_session_receive_buf(self.se, &self.pump_buf)
+            if res == -EAGAIN:
+                break
+            if res == -EINTR:
+                continue
+            if res <= 0:  # 0: unmounted (ENODEV), <0: the device failed
+                return -1
+            fuse_session_process_buf(self.se, &self.pump_buf)
+            n += 1
+            if fuse_session_exited(self.se):
+                return -1
+        return n
+
+    def attach_loop(self):
+        """Serve from the event loop (call on its thread, after INIT)."""
+        os.set_blocking(self.fd, False)
+        self.loop.add_reader(self.fd, self._on_readable)
+
+    def _on_readable(self):
+        # A bounded batch, so other callbacks of the loop keep their turn.
+        if self._pump(64) < 0:
+            self.detach_loop()
+
+    def detach_loop(self):
+        """Stop serving from the event loop (call on its thread)."""
+        if not self.served.is_set():
+            self.loop.remove_reader(self.fd)
+            self.served.set()
+
+    def pump(self, int limit=64):
+        """For an outside driver (serve_mode 'external'): receive and dispatch
+        the queued requests, without blocking.  -> the _Pending requests whose
+        coroutine (.coro) the driver must await and then finish(), or None
+        once the filesystem is gone.  The driver waits for self.fd to be
+        readable between calls, and sets served when it stops."""
+        cdef list out
+        if self._pump(limit) < 0:
+            out = self.collected
+            self.collected = []
+            for p in out:
+                (<_Pending>p).finish(None, FUSEError(errno.ENOTCONN))
+            return None
+        out = self.collected
+        self.collected = []
+        return out
 
     def exit(self):
         """Ask workers to stop at their next wake-up."""
@@ -239,12 +373,27 @@ cdef class Session:
             task = (<_Pending>p).task
             if task is not None:
                 self.loop.call_soon_threadsafe(task.cancel)
+            elif (<_Pending>p).coro is not None:  # collected, never awaited
+                (<_Pending>p).finish(None, FUSEError(errno.ENOTCONN))
         return sorted(OP_NAMES[(<_Pending>p).op] for p in pending)
 
-    cdef int _submit(self, fuse_req_t req, int op, object coro, ReqState *st, object aux,
-                     object ctx) except -1:
+    cdef bint _submit(self, fuse_req_t req, int op, object coro, ReqState *st, object aux,
+                      object ctx) except -1:
+        """Run a coroutine handler's result; True if the request is answered."""
         if not inspect.iscoroutine(coro):  # an async-looking handler returned a value
-            return _reply(self, req, op, coro, st, aux)
+            _reply(self, req, op, coro, st, aux)
+            return True
+        if self.serve_mode == SERVE_LOOP:
+            return self._step_eagerly(req, op, coro, st, aux, ctx)
+        cdef _Pending p = self._pending(req, op, st, aux, ctx)
+        if self.serve_mode == SERVE_EXTERNAL:
+            p.coro = coro
+            self.collected.append(p)
+        else:
+            self.loop.call_soon_threadsafe(p.start, coro)
+        return False
+
+    cdef _Pending _pending(self, fuse_req_t req, int op, ReqState *st, object aux, object ctx):
         cdef _Pending p = _Pending.__new__(_Pending)
         p.session = self
         p.req = req
@@ -255,8 +404,29 @@ cdef class Session:
             p.st = st[0]
         with self.lock:
             self.pending.add(p)
-        self.loop.call_soon_threadsafe(p.start, coro)
-        return 0
+        return p
+
+    cdef bint _step_eagerly(self, fuse_req_t req, int op, object coro, ReqState *st, object aux,
+                            object ctx) except -1:
+        # On the loop thread: most handlers finish without ever suspending, and
+        # then a Task (two more loop turns) would be pure overhead.  Each runs in
+        # its own copy of the context, as a Task would.
+        context = contextvars.copy_context()
+        try:
+            yielded = context.run(coro.send, None)
+        except StopIteration as stop:
+            _reply_outcome(self, req, op, stop.value, None, st, aux)
+            return True
+        except BaseException as exc:
+            _reply_outcome(self, req, op, None, exc, st, aux)
+            return True
+        cdef _Resumed rest = _Resumed.__new__(_Resumed)
+        rest.coro = coro
+        rest.first = yielded
+        cdef _Pending p = self._pending(req, op, st, aux, ctx)
+        p.task = context.run(self.loop.create_task, rest)
+        p.task.add_done_callback(p.done)
+        return False
 
     cdef void _reply_exception(self, fuse_req_t req, int op, object exc) noexcept:
         cdef int err = errno.EIO

@@ -33,21 +33,27 @@ from .options import parse_options
 log = logging.getLogger('fuseshim')
 
 STARTUP_MODES = ('auto', 'sync', 'classic')
+SERVE_MODES = ('threads', 'loop', 'external')
 MNT_DETACH = 2
 
 
 def mount(ops, mountpoint, *, options=(), startup='auto', workers=1, init_timeout=10.0,
-          loop=None, close_timeout=5.0) -> 'Mount':
-    """Mount ``ops`` at ``mountpoint`` and serve it in background threads.
+          loop=None, close_timeout=5.0, serve=None) -> 'Mount':
+    """Mount ``ops`` at ``mountpoint`` and serve it in the background.
 
     startup: "auto" (sync init where the kernel and privileges allow it),
     "sync" (fail unless sync init is possible) or "classic" (mount, then loop).
-    workers: threads receiving requests (>= 1).  init_timeout: seconds to wait
-    for FUSE_INIT to be answered before the connection is aborted.  loop: the
-    asyncio loop for ``async def`` handlers (default: one fuseshim runs).
+    workers: threads receiving requests (>= 1; only with "threads" serving).
+    init_timeout: seconds to wait for FUSE_INIT to be answered before the
+    connection is aborted.  loop: the asyncio loop for ``async def`` handlers
+    (default: one fuseshim runs in a thread).  serve: "threads" (worker threads
+    read and run plain handlers), "loop" (the event loop reads and runs every
+    handler; the default when any handler is ``async def`` and workers is 1)
+    or "external"
+    (after INIT, the caller drives the session: see docs/api.md).
     """
     m = Mount(ops, mountpoint, options=options, startup=startup, workers=workers,
-              init_timeout=init_timeout, loop=loop, close_timeout=close_timeout)
+              init_timeout=init_timeout, loop=loop, close_timeout=close_timeout, serve=serve)
     m._start()
     return m
 
@@ -57,9 +63,11 @@ class Mount:
     close(); wait() blocks until it is unmounted (from outside, or close())."""
 
     def __init__(self, ops, mountpoint, *, options=(), startup='auto', workers=1,
-                 init_timeout=10.0, loop=None, close_timeout=5.0):
+                 init_timeout=10.0, loop=None, close_timeout=5.0, serve=None):
         if startup not in STARTUP_MODES:
             raise ValueError(f'startup must be one of {STARTUP_MODES}, not {startup!r}')
+        if serve is not None and serve not in SERVE_MODES:
+            raise ValueError(f'serve must be one of {SERVE_MODES} (or None), not {serve!r}')
         if not isinstance(workers, int) or workers < 1:
             raise ValueError(f'workers must be a whole number >= 1, not {workers!r}')
         if init_timeout is not None and init_timeout <= 0:
@@ -68,6 +76,7 @@ class Mount:
         self.mountpoint = _check_mountpoint(mountpoint)
         self.options = parse_options(options)
         self.requested_startup = startup
+        self.serve = serve            # resolved in _start() once the handlers are known
         self.workers = workers
         self.init_timeout = init_timeout
         self.close_timeout = close_timeout
@@ -80,6 +89,7 @@ class Mount:
         self._own_loop_thread = None
         self._threads: list[threading.Thread] = []
         self._session: Session | None = None
+        self._loop_attached = False   # after INIT, the event loop (or an outside driver) serves
         self._mounted = False
         self._closed = False
         self._close_lock = threading.Lock()
@@ -107,13 +117,24 @@ class Mount:
         return dict(self._session.granted) if self._session is not None else {}
 
     def wait(self, timeout=None) -> bool:
-        """Block until every worker stopped (unmounted); False on timeout."""
+        """Block until serving stopped (unmounted); False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left():
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
         for t in list(self._threads):
-            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            t.join(left())
             if t.is_alive():
                 return False
+        if self._loop_attached:
+            return self._session.served.wait(left())
         return True
+
+    @property
+    def session(self):
+        """The session, for an outside driver (serve="external"): its fd,
+        pump() and served event."""
+        return self._session
 
     def close(self) -> None:
         """Unmount (lazily, as libfuse does), stop the workers, run destroy."""
@@ -164,6 +185,11 @@ class Mount:
                 os.close(fd)
             raise
         self._session.want = self._wanted_caps()
+        if self.serve is None:  # several workers were asked for: they read, the loop runs coroutines
+            self.serve = 'loop' if self._session.uses_async and self.workers == 1 else 'threads'
+        elif self.serve != 'threads' and self.workers != 1:
+            raise ValueError(f'serve={self.serve!r} reads on one thread: workers must be 1')
+        self._session.use_mode(self.serve)
         try:
             self._setup_loop()
             if path == 'sync':
@@ -218,7 +244,9 @@ class Mount:
 
     def _setup_loop(self):
         s = self._session
-        if not (s.uses_async or asyncio.iscoroutinefunction(getattr(self.ops, 'init', None))
+        if self.serve == 'external':
+            return
+        if not (s.uses_async or self.serve == 'loop' or asyncio.iscoroutinefunction(getattr(self.ops, 'init', None))
                 or asyncio.iscoroutinefunction(getattr(self.ops, 'destroy', None))):
             return
         if self._loop is None:
@@ -228,12 +256,29 @@ class Mount:
             self._own_loop_thread.start()
         s.loop = self._loop
 
-    def _spawn_workers(self, count):
+    def _spawn_workers(self, count, until_init=False):
         for _ in range(count):
-            t = threading.Thread(target=self._session.serve, daemon=True,
+            t = threading.Thread(target=self._session.serve, args=(until_init,), daemon=True,
                                  name=f'fuseshim-worker-{len(self._threads)}')
             t.start()
             self._threads.append(t)
+
+    def _start_serving(self):
+        """After INIT: the remaining workers, or hand over to the event loop."""
+        if self.serve == 'threads':
+            self._spawn_workers(self.workers - 1)
+            return
+        # the INIT thread returns right after INIT: no two readers at a time
+        for t in self._threads:
+            t.join(self.init_timeout)
+            if t.is_alive():
+                raise InitTimeout(errno.ETIMEDOUT, 'the INIT thread did not return', self.mountpoint)
+        self._threads.clear()
+        self._loop_attached = True
+        if self.serve == 'loop':
+            self._loop.call_soon_threadsafe(self._session.attach_loop)
+        else:  # 'external': "served" stays set while no driver runs
+            self._session.served.set()
 
     def _start_sync(self, fd):
         s = self._session
@@ -243,7 +288,8 @@ class Mount:
             os.close(fd)
             raise
         wake_signal()  # install the handler before any thread could need waking
-        self._spawn_workers(1)  # the one reader that answers INIT during mount(2)
+        # the one reader that answers INIT during mount(2)
+        self._spawn_workers(1, until_init=self.serve != 'threads')
         mo = self.options
         known = kernel.fuse_connections()
         returned = threading.Event()
@@ -275,7 +321,7 @@ class Mount:
         if s.init_error is not None:  # defensive: the kernel accepted a refused INIT
             raise InitError(errno.EPROTO, f'the init handler raised {s.init_error!r}',
                             self.mountpoint) from s.init_error
-        self._spawn_workers(self.workers - 1)
+        self._start_serving()
 
     def _init_watchdog(self, known, returned, timed_out):
         """Abort the new connection if mount(2) is still waiting for INIT."""
@@ -291,7 +337,16 @@ class Mount:
     def _wake_reader(self, timeout=5.0):
         """Stop the workers.  After a failed mount the reader is still blocked
         on the armed fd; close() does not wake it, a non-restarting signal does."""
-        self._session.exit()
+        s = self._session
+        s.exit()
+        if self._loop_attached and not s.served.is_set():
+            if self.serve == 'loop' and _running_loop() is self._loop:
+                s.detach_loop()
+            else:
+                if self.serve == 'loop':
+                    with contextlib.suppress(RuntimeError):  # a closed loop serves nothing
+                        self._loop.call_soon_threadsafe(s.detach_loop)
+                s.served.wait(timeout)  # an outside driver stops once unmounted
         sig = wake_signal()
         deadline = time.monotonic() + timeout
         for t in self._threads:
@@ -321,7 +376,8 @@ class Mount:
             raise MountError(errno.EIO, f'libfuse could not mount: {failure}', self.mountpoint)
         self._mounted = True
         self.conn_minor = self._find_minor()
-        self._spawn_workers(self.workers)
+        self._spawn_workers(1 if self.serve != 'threads' else self.workers,
+                            until_init=self.serve != 'threads')
         if not s.init_event.wait(self.init_timeout):
             if self.conn_minor is not None:
                 kernel.abort_connection(self.conn_minor)
@@ -331,6 +387,7 @@ class Mount:
         if s.init_error is not None:
             raise InitError(errno.EPROTO, f'the init handler raised {s.init_error!r}; '
                             'the filesystem was unmounted', self.mountpoint) from s.init_error
+        self._start_serving()
 
     def _find_minor(self):
         entry = kernel.mountinfo_entry(self.mountpoint)
@@ -356,6 +413,8 @@ class Mount:
                     log.warning('fuseshim: %d coroutine handler(s) still pending at close were '
                                 'cancelled: %s', len(abandoned), ', '.join(abandoned))
             busy = [t for t in self._threads if t.is_alive()]
+            if self._loop_attached and not s.served.is_set():
+                busy.append('the event loop')  # inside a handler, or not running
             if busy:
                 # Destroying the session under a running handler would free
                 # memory libfuse still uses: finish the job when it returns.
@@ -365,7 +424,8 @@ class Mount:
                                  name='fuseshim-reaper').start()
             else:
                 s.destroy()
-        if self._own_loop_thread is not None and not any(t.is_alive() for t in self._threads):
+        if (self._own_loop_thread is not None and not any(t.is_alive() for t in self._threads)
+                and (not self._loop_attached or s.served.is_set())):
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._own_loop_thread.join(5)
             self._loop.close()
@@ -393,6 +453,13 @@ class Mount:
     def _destroy_when_idle(self):
         self.wait()
         self._session.destroy()
+
+
+def _running_loop():
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 @contextlib.contextmanager

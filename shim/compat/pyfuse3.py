@@ -7,13 +7,11 @@ filesystem runs unchanged: ``init()`` mounts, ``await main()`` inside
 ``trio.run`` (or asyncio after ``pyfuse3.asyncio.enable()``) serves until the
 filesystem is unmounted or ``terminate()`` is called, ``close()`` cleans up.
 
-How it works: fuseshim's worker threads receive the requests; every handler
-is an ``async def`` on an adapter whose coroutines are handed to a stand-in
-"event loop" (``_Bridge``).  While ``main()`` runs, the bridge starts them as
-tasks in main()'s trio nursery (or asyncio loop), so the filesystem's handlers
-run in that event loop exactly as under pyfuse3; fuseshim replies when the
-task finishes.  Requests arriving before ``main()`` runs (or between two
-``main()`` calls) wait, as they wait in the kernel under pyfuse3.
+How it works: ``init()`` mounts with fuseshim's ``serve="external"`` (a
+thread answers FUSE_INIT, nothing else); ``main()`` then reads the requests in
+tasks of its own event loop (``_driver.Driver``) and awaits each handler
+right there, as pyfuse3 does.  Requests arriving before ``main()`` runs (or
+between two ``main()`` calls) wait in the kernel, as under pyfuse3.
 
 Behaviour differences and their reasons are listed in
 docs/migration-pyfuse3.md.
@@ -40,7 +38,7 @@ except ImportError:  # pragma: no cover - pyfuse3 itself requires trio
 import fuseshim as _fs
 from fuseshim.operations import Operations as _CoreOperations
 
-from . import startup_mode, worker_count
+from . import _driver, startup_mode
 
 _real_trio = trio
 
@@ -260,236 +258,11 @@ class Operations:
         raise FUSEError(errno.ENOSYS)
 
 
-# ---------------------------------------------------------------- the bridge
-
-class _Task:
-    """The minimal asyncio.Task face fuseshim's coroutine dispatch uses
-    (add_done_callback, result).  It only ever holds a result or a FUSEError."""
-    __slots__ = ('_done', '_result', '_exc', '_callbacks')
-
-    def __init__(self):
-        self._done = False
-        self._result = None
-        self._exc = None
-        self._callbacks = []
-
-    def add_done_callback(self, cb):
-        if self._done:
-            cb(self)
-        else:
-            self._callbacks.append(cb)
-
-    def result(self):
-        if self._exc is not None:
-            raise self._exc
-        return self._result
-
-    def done(self):
-        return self._done
-
-    def _finish(self, result=None, exc=None):
-        if self._done:
-            return
-        self._done, self._result, self._exc = True, result, exc
-        callbacks, self._callbacks = self._callbacks, []
-        for cb in callbacks:
-            try:
-                cb(self)
-            except Exception:  # pragma: no cover - fuseshim's callback catches its own
-                log.exception('pyfuse3 compat: reply callback failed')
-
-
-class _Bridge:
-    """Stands in for the event loop that fuseshim hands coroutine handlers to
-    (``fuseshim.mount(..., loop=bridge)``).  fuseshim calls, from its worker
-    threads, ``call_soon_threadsafe(start, coro)``; ``start`` then calls
-    ``create_task(coro)`` and waits for the task through add_done_callback.
-
-    While main() runs, a runner (trio nursery or asyncio loop) is attached and
-    both are forwarded to it; otherwise the work waits in a backlog, which the
-    next main() runs and close() fails with ENOTCONN."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._runner = None
-        self._backlog = []
-        self._closed = False
-
-    # -- the loop interface fuseshim uses
-    def call_soon_threadsafe(self, fn, *args):
-        with self._lock:
-            runner = self._runner
-            if runner is None:
-                if not self._closed:
-                    self._backlog.append((fn, args))
-                    return
-        if runner is None:      # closed: run here, create_task fails the request
-            fn(*args)
-            return
-        try:
-            runner.call_soon_threadsafe(fn, *args)
-        except Exception:       # the runner ended meanwhile (trio.RunFinishedError, closed loop)
-            with self._lock:
-                if not self._closed:
-                    self._backlog.append((fn, args))
-                    return
-            fn(*args)
-
-    def create_task(self, coro):
-        runner = self._runner
-        if runner is not None and runner.in_context():
-            return runner.spawn(coro)
-        task = _Task()
-        with self._lock:
-            if not self._closed:
-                self._backlog.append((self._start_later, (coro, task)))
-                return task
-        coro.close()
-        task._finish(exc=FUSEError(errno.ENOTCONN))
-        return task
-
-    def is_running(self):
-        return self._runner is not None
-
-    def is_closed(self):
-        return self._closed
-
-    def defer(self, coro, task):
-        """Run ``coro`` (reporting to ``task``) once a runner is attached."""
-        with self._lock:
-            if not self._closed:
-                self._backlog.append((self._start_later, (coro, task)))
-                return
-        coro.close()
-        task._finish(exc=FUSEError(errno.ENOTCONN))
-
-    # -- runner management (called in the runner's thread)
-    def _start_later(self, coro, task):
-        runner = self._runner
-        if runner is not None and runner.in_context():
-            inner = runner.spawn(coro)
-            inner.add_done_callback(lambda t: task._finish(t._result, t._exc)
-                                    if isinstance(t, _Task) else _copy_outcome(t, task))
-            return
-        with self._lock:
-            if not self._closed:
-                self._backlog.append((self._start_later, (coro, task)))
-                return
-        coro.close()
-        task._finish(exc=FUSEError(errno.ENOTCONN))
-
-    def attach(self, runner):
-        with self._lock:
-            self._runner = runner
-            backlog, self._backlog = self._backlog, []
-        for fn, args in backlog:
-            _guarded(fn, args)
-
-    def detach(self):
-        with self._lock:
-            self._runner = None
-
-    def close(self):
-        with self._lock:
-            self._closed = True
-            self._runner = None
-            backlog, self._backlog = self._backlog, []
-        for fn, args in backlog:
-            _guarded(fn, args)
-
-
-def _guarded(fn, args):
-    # An exception escaping a trio run_sync_soon callback is a TrioInternalError.
-    try:
-        fn(*args)
-    except BaseException:
-        log.exception('pyfuse3 compat: dispatching a request failed')
-
-
-def _copy_outcome(src, dst):
-    try:
-        dst._finish(src.result())
-    except BaseException as e:  # asyncio task: FUSEError or CancelledError
-        if isinstance(e, _asyncio.CancelledError):
-            e = FUSEError(errno.EINTR)
-        dst._finish(exc=e)
-
-
-class _TrioRunner:
-    def __init__(self, nursery, token, max_tasks, state):
-        self.nursery = nursery
-        self.token = token
-        self.limiter = _real_trio.CapacityLimiter(max(1, max_tasks))
-        self.state = state
-
-    def in_context(self):
-        try:
-            return _real_trio.lowlevel.current_trio_token() is self.token
-        except RuntimeError:
-            return False
-
-    def call_soon_threadsafe(self, fn, *args):
-        self.token.run_sync_soon(_guarded, fn, args)
-
-    def spawn(self, coro):
-        task = _Task()
-        try:
-            self.nursery.start_soon(self._run, coro, task)
-        except RuntimeError:    # main() is ending: the nursery takes no new tasks
-            self.state.bridge_defer(coro, task)
-        return task
-
-    async def _run(self, coro, task):
-        try:
-            async with self.limiter:
-                res = await coro
-        except FUSEError as e:
-            task._finish(exc=e)
-        except _real_trio.Cancelled:
-            task._finish(exc=FUSEError(errno.EINTR))
-            raise
-        except BaseException:
-            task._finish(exc=FUSEError(errno.EIO))
-            raise
-        else:
-            task._finish(res)
-
-
-class _AsyncioRunner:
-    def __init__(self, loop, max_tasks, state):
-        self.loop = loop
-        self.sem = _asyncio.Semaphore(max(1, max_tasks))
-        self.tasks = set()
-        self.state = state
-
-    def in_context(self):
-        try:
-            return _asyncio.get_running_loop() is self.loop
-        except RuntimeError:
-            return False
-
-    def call_soon_threadsafe(self, fn, *args):
-        if self.loop.is_closed():
-            raise RuntimeError('event loop is closed')
-        self.loop.call_soon_threadsafe(fn, *args)
-
-    def spawn(self, coro):
-        task = self.loop.create_task(self._run(coro))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
-
-    async def _run(self, coro):
-        async with self.sem:
-            return await coro
-
-
 # ---------------------------------------------------------------- the adapter
 
 class _State:
     def __init__(self):
         self.mount = None
-        self.bridge = None
         self.ops = None
         self.exit_requested = False
         self.stop = None            # callable stopping the running main(), or None
@@ -503,14 +276,6 @@ class _State:
         log.error('pyfuse3 compat: a request handler raised %r; main() will re-raise it', exc)
         if self.stop is not None:
             self.stop()
-
-    def bridge_defer(self, coro, task):
-        bridge = self.bridge
-        if bridge is not None:
-            bridge.defer(coro, task)
-        else:
-            coro.close()
-            task._finish(exc=FUSEError(errno.ENOTCONN))
 
     def request_stop(self):
         self.exit_requested = True
@@ -715,19 +480,17 @@ def init(ops, mountpoint, options=default_options, *, startup=None):
         o.encode('us-ascii')  # as pyfuse3: non-ASCII options raise UnicodeEncodeError
         opts.append(o)
     mode = startup_mode(startup)
-    bridge = _Bridge()
-    st.bridge = bridge
     st.ops = ops
     st.exit_requested = False
     st.fatal = None
     try:
         st.mount = _fs.mount(_Adapter(ops, st), os.path.abspath(mountpoint), options=opts,
-                             startup=mode, workers=worker_count(1), loop=bridge)
+                             startup=mode, serve='external')
     except ValueError as e:
-        st.bridge = st.ops = None
+        st.ops = None
         raise RuntimeError(f'fuse_session_new() failed: {e}') from e
     except OSError as e:
-        st.bridge = st.ops = None
+        st.ops = None
         raise RuntimeError(f'fuse_session_mount failed: {e}') from e
 
 
@@ -741,14 +504,6 @@ async def main(min_tasks=1, max_tasks=99):
     if trio is not _real_trio:
         return await _main_asyncio(st, min_tasks, max_tasks)
     return await _main_trio(st, min_tasks, max_tasks)
-
-
-def _start_watcher(mount, stop):
-    """Stop main() once the filesystem is unmounted (the workers end)."""
-    def watch():
-        mount.wait()
-        stop()
-    threading.Thread(target=watch, name='pyfuse3-compat-unmount-watch', daemon=True).start()
 
 
 async def _main_trio(st, min_tasks, max_tasks):
@@ -773,18 +528,10 @@ async def _main_trio(st, min_tasks, max_tasks):
                 except _real_trio.RunFinishedError:
                     pass
 
-            st.stop = stop
-            runner = _TrioRunner(nursery, token, max_tasks, st)
-            _start_watcher(st.mount, stop)
-            if st.fatal is None and not st.exit_requested:
-                st.bridge.attach(runner)
-                await done.wait()
-            st.stop = None
-            st.bridge.detach()
+            await _serve(st, _driver.TrioBackend(_real_trio, nursery), max_tasks, stop, done)
             # handlers still running finish before the nursery closes, as in pyfuse3
     finally:
         st.stop = None
-        st.bridge.detach()
         trio_token = None
         _stop_notify_thread()
     _raise_fatal(st)
@@ -794,7 +541,7 @@ async def _main_asyncio(st, min_tasks, max_tasks):
     global trio_token
     loop = _asyncio.get_running_loop()
     trio_token = 'asyncio'
-    runner = _AsyncioRunner(loop, max_tasks, st)
+    backend = _driver.AsyncioBackend(loop)
     done = _asyncio.Event()
 
     def stop():
@@ -812,21 +559,28 @@ async def _main_asyncio(st, min_tasks, max_tasks):
     try:
         if st.exit_requested:
             return
-        st.stop = stop
-        _start_watcher(st.mount, stop)
-        if st.fatal is None and not st.exit_requested:
-            st.bridge.attach(runner)
-            await done.wait()
-        st.stop = None
-        st.bridge.detach()
-        while runner.tasks:
-            await _asyncio.wait(tuple(runner.tasks))
+        await _serve(st, backend, max_tasks, stop, done)
+        while backend.tasks:
+            await _asyncio.wait(tuple(backend.tasks))
     finally:
         st.stop = None
-        st.bridge.detach()
         trio_token = None
         _stop_notify_thread()
     _raise_fatal(st)
+
+
+async def _serve(st, backend, max_tasks, stop, done):
+    """Run the workers until terminate(), a fatal handler error or unmount."""
+    if st.fatal is not None or st.exit_requested:
+        return
+    st.stop = stop
+    driver = _driver.Driver(st.mount.session, backend, max_tasks, on_end=stop)
+    driver.start()
+    try:
+        await done.wait()
+    finally:
+        st.stop = None
+        driver.stop()
 
 
 def _raise_fatal(st):
@@ -853,11 +607,9 @@ def close(unmount=True):
     if not unmount:
         log.debug('close(unmount=False): fuseshim unmounts anyway if still mounted')
     try:
-        st.bridge.close()
         st.mount.close()
     finally:
         st.mount = None
-        st.bridge = None
         st.ops = None
         st.stop = None
 
