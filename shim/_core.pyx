@@ -15,8 +15,8 @@ from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset
 from posix.types cimport off_t, mode_t, dev_t, uid_t, gid_t, pid_t
 from posix.stat cimport struct_stat
-from posix.time cimport timespec, clock_gettime, CLOCK_REALTIME
-from posix.unistd cimport write
+from posix.time cimport timespec, clock_gettime, CLOCK_REALTIME, CLOCK_MONOTONIC
+from posix.unistd cimport write, usleep
 from .libfuse cimport *
 
 import asyncio
@@ -46,6 +46,8 @@ cdef extern from "shim_compat.h" nogil:
     void shim_install_log_sink(shim_log_sink_t sink)
     int shim_install_wake_signal(int sig)
     int shim_wake_signal_number()
+    int shim_claim_reader(int *reading)
+    void shim_release_reader(int *reading)
 
 cdef extern from "fuseshim_config.h":
     const char *FUSESHIM_LIBFUSE_BUILD_VERSION

@@ -22,6 +22,10 @@ cdef enum ServeMode:
 
 SERVE_MODES = {'threads': SERVE_THREADS, 'loop': SERVE_LOOP, 'external': SERVE_EXTERNAL}
 
+cdef enum:
+    # a worker takes over reading once the reader spent this long in a handler
+    TAKEOVER_NS = 500000
+
 
 @cython.final
 cdef class _Pending:
@@ -132,6 +136,9 @@ cdef class Session:
     cdef object lock
     cdef set pending
     cdef readonly int serve_mode
+    cdef int reading              # a worker is in (or entering) receive: shim_claim_reader
+    cdef unsigned long received   # requests read by the workers (approximate: racy adds)
+    cdef int64_t handler_since_ns # when the reader last left read() with a request
     cdef list collected
     cdef fuse_buf pump_buf        # receive buffer of the single non-blocking reader
     cdef public object served     # set once the non-blocking reader saw the end
@@ -211,7 +218,13 @@ cdef class Session:
         modes take over from there).
         process_buf keeps the GIL: nearly every request calls a Python handler,
         and re-taking the GIL in each callback costs more than libfuse's own
-        few hundred instructions of decoding."""
+        few hundred instructions of decoding.
+        Several workers never wait in read() together: requests would then
+        alternate between threads, each fighting the previous one for the GIL
+        (a convoy that made 2 workers half as fast as 1).  The worker that
+        answered a request reads the next one itself; the others sleep and join
+        in only while nobody reads -- when every reader is inside a handler,
+        e.g. one blocked on slow I/O."""
         cdef fuse_buf buf
         cdef int res
         cdef bint is_init
@@ -219,7 +232,12 @@ cdef class Session:
         try:
             while True:
                 with nogil:
+                    if not self._claim_reader():
+                        break
                     res = fuse_session_receive_buf(self.se, &buf)
+                    self.handler_since_ns = _monotonic_ns()
+                    shim_release_reader(&self.reading)
+                    self.received += 1
                 if res == -EINTR or res == -EAGAIN:
                     if self.stopping:
                         break
@@ -234,6 +252,30 @@ cdef class Session:
                     break
         finally:
             free(buf.mem)
+
+    cdef bint _claim_reader(self) noexcept nogil:
+        """Become the reader.  At once if nobody reads (this worker just
+        answered a request); otherwise sleep, and take over only once the
+        reader has been inside a handler for more than TAKEOVER_NS -- blocked,
+        e.g. on slow I/O -- so quick handlers never change threads.  Naps are
+        1 ms while requests flow, growing to 20 ms while the filesystem is
+        idle.  False when the session is stopping."""
+        cdef unsigned nap = 1000
+        cdef unsigned long seen = self.received
+        if shim_claim_reader(&self.reading):
+            return True
+        while True:
+            usleep(nap)  # a wake signal cuts it short (EINTR) at teardown
+            if self.stopping or fuse_session_exited(self.se):
+                return False
+            if (self.reading == 0 and _monotonic_ns() - self.handler_since_ns > TAKEOVER_NS
+                    and shim_claim_reader(&self.reading)):
+                return True
+            if self.received != seen:
+                seen = self.received
+                nap = 1000
+            elif nap < 20000:
+                nap += nap // 4
 
     # ------------------------------------------------ event-loop serving
 
@@ -506,6 +548,12 @@ cdef class Session:
         with nogil:
             rc = fuse_lowlevel_notify_retrieve(self.se, inode, size, offset, <void*>cookie)
         _check_notify(rc, 'notify_retrieve')
+
+
+cdef inline int64_t _monotonic_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 
 cdef _check_notify(int rc, what):

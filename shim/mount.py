@@ -68,6 +68,8 @@ class Mount:
             raise ValueError(f'startup must be one of {STARTUP_MODES}, not {startup!r}')
         if serve is not None and serve not in SERVE_MODES:
             raise ValueError(f'serve must be one of {SERVE_MODES} (or None), not {serve!r}')
+        if serve in ('loop', 'external') and workers != 1:
+            raise ValueError(f'serve={serve!r} reads on one thread: workers must be 1')
         if not isinstance(workers, int) or workers < 1:
             raise ValueError(f'workers must be a whole number >= 1, not {workers!r}')
         if init_timeout is not None and init_timeout <= 0:
@@ -187,8 +189,6 @@ class Mount:
         self._session.want = self._wanted_caps()
         if self.serve is None:  # several workers were asked for: they read, the loop runs coroutines
             self.serve = 'loop' if self._session.uses_async and self.workers == 1 else 'threads'
-        elif self.serve != 'threads' and self.workers != 1:
-            raise ValueError(f'serve={self.serve!r} reads on one thread: workers must be 1')
         self._session.use_mode(self.serve)
         try:
             self._setup_loop()

@@ -138,4 +138,17 @@ static inline int shim_install_wake_signal(int sig) {
 
 static inline int shim_wake_signal_number(void) { return SIGRTMIN + 2; }
 
+/* --- one reader at a time among several workers ------------------------ *
+ * A flag, not a lock: taking and leaving it costs no system call, so the
+ * worker that just answered a request reads the next one itself. */
+static inline int shim_claim_reader(int *reading) {
+    int expected = 0;
+    return __atomic_compare_exchange_n(reading, &expected, 1, 0,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+static inline void shim_release_reader(int *reading) {
+    __atomic_store_n(reading, 0, __ATOMIC_RELEASE);
+}
+
 #endif

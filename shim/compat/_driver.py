@@ -123,7 +123,17 @@ class Driver:
                     return
                 if self._ready == 0 and self._workers < self.max_tasks:
                     self.backend.spawn(self._worker)
-                await self._run(p)
+                try:
+                    res = await p.coro
+                except self.backend.cancelled:
+                    p.finish(None, _fs.FUSEError(errno.EINTR))
+                    raise
+                except BaseException as exc:
+                    p.finish(None, exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                else:
+                    p.finish(res)
         finally:
             self._workers -= 1
             if self._workers == 0:
@@ -131,27 +141,15 @@ class Driver:
 
     async def _next(self):
         """-> the next request whose coroutine is to run, or None to stop."""
+        pump = self.session.pump
         while not self._stopping:
-            batch = self.session.pump(1)
+            batch = pump(1)
+            if batch:
+                return batch[0]
             if batch is None:
                 self._stopping = True
                 self.backend.interrupt()
                 self.on_end()
                 return None
-            if batch:
-                return batch[0]
             await self.backend.wait_readable(self._fd)
         return None
-
-    async def _run(self, p):
-        try:
-            res = await p.coro
-        except self.backend.cancelled:
-            p.finish(None, _fs.FUSEError(errno.EINTR))
-            raise
-        except BaseException as exc:
-            p.finish(None, exc)
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            p.finish(res)

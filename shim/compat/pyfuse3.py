@@ -28,6 +28,7 @@ import os
 import stat as _stat
 import sys
 import threading
+from types import CoroutineType as _CoroutineType
 from queue import Queue
 
 try:
@@ -310,7 +311,7 @@ class _Adapter(_CoreOperations):
     async def _call(self, name, *args):
         try:
             res = getattr(self._ops, name)(*args)
-            if inspect.isawaitable(res):
+            if type(res) is _CoroutineType or inspect.isawaitable(res):
                 res = await res
             return res
         except _fs.FUSEError:
@@ -326,6 +327,10 @@ class _Adapter(_CoreOperations):
             self._state.fail(e)
             raise FUSEError(errno.EIO) from None
 
+    def _expect(self, value, types, what):
+        # the hot path: one isinstance, no closure
+        return value if isinstance(value, types) else self._checked(lambda: _expect(value, types, what))
+
     # pyfuse3 runs init() synchronously while answering FUSE_INIT and ignores
     # what it raises (Cython prints "Exception ignored").
     def init(self):
@@ -336,30 +341,30 @@ class _Adapter(_CoreOperations):
 
     async def lookup(self, parent_inode, name, ctx):
         r = await self._call('lookup', parent_inode, name, ctx)
-        return self._checked(lambda: _expect(r, _fs.EntryAttributes, 'lookup()'))
+        return self._expect(r, _fs.EntryAttributes, 'lookup()')
 
     async def forget(self, inode_list):
         await self._call('forget', inode_list)
 
     async def getattr(self, inode, ctx):
         r = await self._call('getattr', inode, ctx)
-        return self._checked(lambda: _expect(r, _fs.EntryAttributes, 'getattr()'))
+        return self._expect(r, _fs.EntryAttributes, 'getattr()')
 
     async def setattr(self, inode, attr, fields, fh, ctx):
         r = await self._call('setattr', inode, attr, fields, fh, ctx)
-        return self._checked(lambda: _expect(r, _fs.EntryAttributes, 'setattr()'))
+        return self._expect(r, _fs.EntryAttributes, 'setattr()')
 
     async def readlink(self, inode, ctx):
         return await self._call('readlink', inode, ctx)
 
     async def mknod(self, parent_inode, name, mode, rdev, ctx):
         r = await self._call('mknod', parent_inode, name, mode, rdev, ctx)
-        return self._checked(lambda: _expect(r, _fs.EntryAttributes, 'mknod()'))
+        return self._expect(r, _fs.EntryAttributes, 'mknod()')
 
     async def mkdir(self, parent_inode, name, mode, ctx):
         mode = (mode & ~_stat.S_IFMT(0o177777)) | _stat.S_IFDIR   # as pyfuse3 does
         r = await self._call('mkdir', parent_inode, name, mode, ctx)
-        return self._checked(lambda: _expect(r, _fs.EntryAttributes, 'mkdir()'))
+        return self._expect(r, _fs.EntryAttributes, 'mkdir()')
 
     async def unlink(self, parent_inode, name, ctx):
         await self._call('unlink', parent_inode, name, ctx)
@@ -369,7 +374,7 @@ class _Adapter(_CoreOperations):
 
     async def symlink(self, parent_inode, name, target, ctx):
         r = await self._call('symlink', parent_inode, name, target, ctx)
-        return self._checked(lambda: _expect(r, _fs.EntryAttributes, 'symlink()'))
+        return self._expect(r, _fs.EntryAttributes, 'symlink()')
 
     async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
         await self._call('rename', parent_inode_old, name_old, parent_inode_new, name_new,
@@ -377,11 +382,11 @@ class _Adapter(_CoreOperations):
 
     async def link(self, inode, new_parent_inode, new_name, ctx):
         r = await self._call('link', inode, new_parent_inode, new_name, ctx)
-        return self._checked(lambda: _expect(r, _fs.EntryAttributes, 'link()'))
+        return self._expect(r, _fs.EntryAttributes, 'link()')
 
     async def open(self, inode, flags, ctx):
         r = await self._call('open', inode, flags, ctx)
-        return self._checked(lambda: _expect(r, _fs.FileInfo, 'open()'))
+        return self._expect(r, _fs.FileInfo, 'open()')
 
     async def read(self, fh, off, size):
         return await self._call('read', fh, off, size)
@@ -400,7 +405,7 @@ class _Adapter(_CoreOperations):
 
     async def opendir(self, inode, ctx):
         r = await self._call('opendir', inode, ctx)
-        return self._checked(lambda: _expect(r, int, 'opendir()'))
+        return self._expect(r, int, 'opendir()')
 
     async def readdir(self, fh, start_id, token):
         # pyfuse3 only answers READDIRPLUS, so every reported entry is a lookup.
@@ -425,7 +430,7 @@ class _Adapter(_CoreOperations):
 
     async def statfs(self, ctx):
         r = await self._call('statfs', ctx)
-        return self._checked(lambda: _expect(r, _fs.StatvfsData, 'statfs()'))
+        return self._expect(r, _fs.StatvfsData, 'statfs()')
 
     async def setxattr(self, inode, name, value, ctx):
         await self._call('setxattr', inode, name, value, ctx)
