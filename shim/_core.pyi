@@ -1,4 +1,5 @@
-from typing import Any, Callable, Final, Sequence
+import os
+from typing import Any, Callable, Final, Iterable, Sequence
 
 OP_NAMES: tuple[str, ...]
 SYNC_INIT_IOCTL: Final[int]
@@ -88,6 +89,14 @@ class PollHandle:
 
 def readdir_reply(token: ReaddirToken, name: bytes | str, attr: EntryAttributes,
                   next_id: int) -> bool: ...
+
+class DirListing:
+    def __init__(self, entries: Iterable[tuple[bytes | str, int, int]] = ...) -> None: ...
+    @staticmethod
+    def scan(path: str | bytes | os.PathLike[str] | os.PathLike[bytes] | int) -> DirListing: ...
+    def fill(self, token: ReaddirToken, start_id: int) -> int: ...
+    def __len__(self) -> int: ...
+    def __getitem__(self, i: int) -> tuple[bytes, int, int]: ...
 
 class Session:
     ops: Any

@@ -285,6 +285,221 @@ def readdir_reply(ReaddirToken token not None, name, EntryAttributes attr not No
     return True
 
 
+# ---------------------------------------------------------------- DirListing
+
+from libc.stdlib cimport realloc
+from libc.string cimport memcpy, memchr, strlen
+
+cdef extern from "<dirent.h>" nogil:
+    ctypedef struct DIR
+    struct dirent:
+        uint64_t d_ino
+        unsigned char d_type
+        char d_name[256]
+    DIR *opendir(const char *name)
+    dirent *readdir(DIR *d)
+    int closedir(DIR *d)
+    int dirfd(DIR *d)
+    unsigned char DT_UNKNOWN
+
+cdef extern from "<fcntl.h>" nogil:
+    int AT_SYMLINK_NOFOLLOW
+    int fstatat(int dirfd, const char *path, struct_stat *buf, int flags)
+cdef extern from "Python.h":
+    bytes PyUnicode_EncodeFSDefault(object)
+
+cdef struct _DirEnt:
+    uint64_t ino
+    size_t name_off     # into DirListing.names (NUL-terminated)
+    uint32_t mode       # S_IFMT bits only
+
+
+@cython.final
+cdef class DirListing:
+    """A directory's entries kept in C: names encoded once, inode and file
+    type per entry.  Build one per opendir (a snapshot the offsets index)
+    and answer each readdir with ``listing.fill(token, start_id)``: the
+    whole fill loop runs in C.
+
+    ``DirListing(entries)`` takes an iterable of ``(name, inode, mode)``:
+    ``name`` bytes or str (no "/" or NUL, at most 1024 bytes), ``inode`` the
+    entry's d_ino, ``mode`` a st_mode or just its type bits (``stat.S_IFDIR``
+    ...).  Entry ``i`` is sent with offset ``i + 1``, so the ``start_id`` a
+    readdir receives is the index of the next entry to send.  Immutable, so
+    several workers may fill from one listing at once."""
+    cdef _DirEnt *ents
+    cdef char *names
+    cdef Py_ssize_t n
+    cdef size_t cap, names_len, names_cap
+
+    def __cinit__(self, entries=()):
+        cdef Py_ssize_t blen
+        cdef const char *bp
+        for item in entries:
+            if type(item) is not tuple or len(<tuple>item) != 3:
+                raise TypeError('DirListing entries are (name, inode, mode) tuples, got %r'
+                                % (item,))
+            name, ino, mode = <tuple>item
+            if isinstance(name, str):
+                name = PyUnicode_EncodeFSDefault(name)
+            elif not isinstance(name, bytes):
+                raise TypeError('entry name must be bytes or str, got %s' % type(name).__name__)
+            blen = PyBytes_GET_SIZE(name)
+            bp = PyBytes_AS_STRING(name)
+            if blen == 0 or blen > 1024:
+                raise ValueError('entry name must be 1..1024 bytes long, got %d' % blen)
+            if memchr(bp, b'/', blen) is not NULL or memchr(bp, 0, blen) is not NULL:
+                raise ValueError('entry name %r contains "/" or NUL' % (name,))
+            if not isinstance(ino, int) or not isinstance(mode, int):
+                raise TypeError('entry inode and mode must be int, got %r' % (item,))
+            if not 0 <= ino <= 0xFFFFFFFFFFFFFFFF:
+                raise ValueError('entry inode out of range: %r' % (ino,))
+            if not 0 <= mode <= 0xFFFFFFFF:
+                raise ValueError('entry mode out of range: %r' % (mode,))
+            if self._append(bp, blen, ino, mode) < 0:
+                raise MemoryError()
+
+    cdef int _append(self, const char *name, size_t namelen, uint64_t ino,
+                     uint32_t mode) noexcept nogil:
+        """Add one entry; -1 when out of memory."""
+        cdef size_t ncap, want
+        cdef void *p
+        if <size_t>self.n == self.cap:
+            ncap = self.cap * 2 if self.cap else 64
+            p = realloc(self.ents, ncap * sizeof(_DirEnt))
+            if p is NULL:
+                return -1
+            self.ents = <_DirEnt*>p
+            self.cap = ncap
+        want = self.names_len + namelen + 1
+        if want > self.names_cap:
+            ncap = self.names_cap * 2 if self.names_cap > want else want * 2
+            if ncap < 4096:
+                ncap = 4096
+            p = realloc(self.names, ncap)
+            if p is NULL:
+                return -1
+            self.names = <char*>p
+            self.names_cap = ncap
+        memcpy(self.names + self.names_len, name, namelen)
+        self.names[self.names_len + namelen] = 0
+        self.ents[self.n].ino = ino
+        self.ents[self.n].mode = mode & 0o170000
+        self.ents[self.n].name_off = self.names_len
+        self.names_len = want
+        self.n += 1
+        return 0
+
+    @staticmethod
+    def scan(path):
+        """List the directory ``path`` (str, bytes, path-like, or an open
+        directory file descriptor, which is reopened through /proc so its
+        own offset is left alone) in C, without the GIL: names, d_ino and
+        d_type as readdir(3) returns them ("." and ".." left out; an entry
+        whose d_type is unknown is lstat'ed, and skipped if it vanished).
+        Raises OSError when the directory cannot be read."""
+        global c_errno
+        cdef DirListing self = DirListing.__new__(DirListing)
+        cdef bytes bpath
+        cdef const char *cpath
+        cdef DIR *d
+        cdef dirent *de
+        cdef struct_stat st
+        cdef int err = 0
+        cdef uint32_t mode
+        cdef size_t nl
+        if isinstance(path, int) and not isinstance(path, bool):
+            bpath = ('/proc/self/fd/%d' % path).encode()
+        else:
+            bpath = os.fsencode(path)
+        cpath = bpath
+        with nogil:
+            d = opendir(cpath)
+            if d is NULL:
+                err = c_errno
+            else:
+                while True:
+                    c_errno = 0
+                    de = readdir(d)
+                    if de is NULL:
+                        err = c_errno
+                        break
+                    nl = strlen(de.d_name)
+                    if de.d_name[0] == b'.' and (nl == 1 or (nl == 2 and de.d_name[1] == b'.')):
+                        continue
+                    if de.d_type == DT_UNKNOWN:
+                        if fstatat(dirfd(d), de.d_name, &st, AT_SYMLINK_NOFOLLOW) != 0:
+                            continue
+                        mode = st.st_mode
+                    else:
+                        mode = (<uint32_t>de.d_type) << 12
+                    if self._append(de.d_name, nl, de.d_ino, mode) < 0:
+                        err = -1
+                        break
+                closedir(d)
+        if err == -1:
+            raise MemoryError()
+        if err:
+            raise OSError(err, os.strerror(err), path)
+        return self
+
+    def __dealloc__(self):
+        free(self.ents)
+        free(self.names)
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, Py_ssize_t i):
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError('DirListing index out of range')
+        return (PyBytes_FromString(self.names + self.ents[i].name_off),
+                self.ents[i].ino, self.ents[i].mode)
+
+    def __repr__(self):
+        return 'DirListing(<%d entries>)' % self.n
+
+    def fill(self, ReaddirToken token not None, start_id):
+        """Add entries ``start_id``, ``start_id + 1``, ... to the reply until
+        it is full; return the index of the first entry not added (``len``
+        when the listing is exhausted).  For READDIRPLUS requests the entries
+        go out without attributes (entry nodeid 0): the kernel treats them as
+        plain dirents, caches nothing and counts no lookup, so no forget()
+        follows.  May be mixed with readdir_reply() on the same token."""
+        cdef Py_ssize_t i
+        cdef size_t n, room
+        cdef fuse_entry_param e
+        cdef _DirEnt *d
+        if token.closed:
+            raise RuntimeError('DirListing.fill() called after readdir() returned')
+        if not isinstance(start_id, int):
+            raise TypeError('start_id must be int, got %s' % type(start_id).__name__)
+        if start_id < 0:
+            raise ValueError('start_id must be >= 0, got %d' % start_id)
+        if start_id >= self.n:
+            return self.n
+        i = start_id
+        memset(&e, 0, sizeof(e))   # ino (nodeid) 0: no attributes, no lookup
+        while i < self.n:
+            d = &self.ents[i]
+            e.attr.st_ino = d.ino
+            e.attr.st_mode = d.mode
+            room = token.size - token.pos
+            if token.plus:
+                n = fuse_add_direntry_plus(token.req, token.buf + token.pos, room,
+                                           self.names + d.name_off, &e, i + 1)
+            else:
+                n = fuse_add_direntry(token.req, token.buf + token.pos, room,
+                                      self.names + d.name_off, &e.attr, i + 1)
+            if n > room:
+                break
+            token.pos += n
+            i += 1
+        return i
+
+
 @cython.final
 cdef class PollHandle:
     """Kept by a poll() handler; call notify() when the file becomes ready."""

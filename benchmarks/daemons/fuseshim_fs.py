@@ -18,11 +18,15 @@ from ._common import OPEN_FLAG_MASK, dtype_mode, parser
 # Answer READDIRPLUS only where the binding says which readdir requests are
 # READDIRPLUS (their entries need full attributes and count as lookups).
 PLUS_VISIBLE = hasattr(fuseshim.ReaddirToken, 'plus')
+# fuseshim.DirListing: the listing is read and answered in C; READDIRPLUS
+# entries go out without attributes (nodeid 0: no lookup counted), so both
+# kinds of request cost the same as plain READDIR.
+DirListing = getattr(fuseshim, 'DirListing', None)
 from_stat = EntryAttributes.from_stat
 
 
 class PassFS(fuseshim.Operations):
-    enable_readdirplus = PLUS_VISIBLE
+    enable_readdirplus = PLUS_VISIBLE or DirListing is not None
 
     def __init__(self, source):
         self.root = os.fsencode(os.path.realpath(source))
@@ -98,6 +102,11 @@ class PassFS(fuseshim.Operations):
 
     def readdir(self, fh, start_id, token):
         d = self.dirs[fh]
+        if DirListing is not None:
+            if start_id == 0 or d[1] is None:
+                d[1] = DirListing.scan(d[0])
+            d[1].fill(token, start_id)
+            return
         if start_id == 0 or d[1] is None:
             with os.scandir(d[0]) as it:
                 d[1] = [(e.name, e.inode(), dtype_mode(e)) for e in it]

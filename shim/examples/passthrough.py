@@ -228,7 +228,7 @@ class _DirHandle:
     def __init__(self, fd, ino):
         self.fd = fd
         self.ino = ino
-        self.listing = None        # [(name, attr or None)] read at offset 0
+        self.listing = None        # fuseshim.DirListing read at offset 0
 
 
 def _op(fn):
@@ -620,19 +620,14 @@ class PassthroughFS(fuseshim.Operations):
         return fh
 
     def _listing(self, h: _DirHandle):
-        """Snapshot of the backing directory: [(name, plain-readdir attr)]."""
-        def plain(ino_, mode):
-            a = EntryAttributes()
-            a.st_ino = ino_
-            a.st_mode = mode
-            return a
+        """Snapshot of the backing directory: a DirListing of (name, d_ino, type)."""
         with self._lock:
             known = dict(self._by_key)
         dev = os.fstat(h.fd).st_dev
         parent = os.stat('..', dir_fd=h.fd)
-        listing = [(b'.', plain(h.ino, stat.S_IFDIR)),
-                   (b'..', plain(known.get((parent.st_dev, parent.st_ino), parent.st_ino),
-                                 stat.S_IFDIR))]
+        listing = [(b'.', h.ino, stat.S_IFDIR),
+                   (b'..', known.get((parent.st_dev, parent.st_ino), parent.st_ino),
+                    stat.S_IFDIR)]
         with os.scandir(os.fsencode(_proc(h.fd))) as it:
             for e in it:
                 if e.is_dir(follow_symlinks=False):
@@ -647,8 +642,8 @@ class PassthroughFS(fuseshim.Operations):
                     except OSError:
                         continue
                 # d_ino: ours where the kernel knows the inode, else the backing one
-                listing.append((e.name, plain(known.get((dev, e.inode()), e.inode()), mode)))
-        return listing
+                listing.append((e.name, known.get((dev, e.inode()), e.inode()), mode))
+        return fuseshim.DirListing(listing)
 
     @_op
     def readdir(self, fh, start_id, token):
@@ -657,11 +652,17 @@ class PassthroughFS(fuseshim.Operations):
             raise FUSEError(errno.EBADF)
         if start_id == 0 or h.listing is None:
             h.listing = self._listing(h)   # offsets index this snapshot
-        plus = bool(getattr(token, 'plus', False))
         listing = h.listing
+        if not getattr(token, 'plus', False):
+            listing.fill(token, start_id)   # plain READDIR: the reply is filled in C
+            return
+        # READDIRPLUS: full attributes, each entry counted as a lookup
         for i in range(start_id, len(listing)):
-            name, attr = listing[i]
-            if plus and name not in (b'.', b'..'):
+            name, ino_, mode = listing[i]
+            attr = EntryAttributes()
+            attr.st_ino = ino_
+            attr.st_mode = mode
+            if name not in (b'.', b'..'):
                 try:
                     attr = self._lookup(h.ino, name)
                 except OSError:
