@@ -10,13 +10,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from . import native
+from . import native, newlibfuse
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
 
-# kinds: baseline (no FUSE), native (C), fuseshim (its own API), compat
-# (fuseshim's compat layers), peer (another Python binding)
+# kinds: baseline (no FUSE), native (C), fuseshim (its own API), passthrough
+# (fuseshim's API built against libfuse >= 3.17, FUSE passthrough; see
+# newlibfuse.py), compat (fuseshim's compat layers), peer (another Python binding)
 
 
 @dataclass
@@ -67,6 +68,12 @@ REGISTRY = [
     Impl('fuseshim-async', 'fuseshim async, 1 worker', 'fuseshim', 'fuseshim_fs',
          ['--async'], uses_fuseshim=True,
          probe='import fuseshim; print(fuseshim.__version__)'),
+    Impl('fuseshim-passthrough-backing',
+         f'fuseshim FUSE passthrough (backing files, libfuse {newlibfuse.PASSTHROUGH_LIBFUSE})',
+         'passthrough', 'fuseshim_fs', ['--workers', '1', '--backing'],
+         probe=('import fuseshim\nf = fuseshim.build_features()\n'
+                'assert f["passthrough"], "this fuseshim build has no FUSE passthrough: %r" % f\n'
+                'print(fuseshim.__version__, "libfuse", fuseshim.libfuse_version())')),
     Impl('fuseshim-compat-pyfuse3', 'fuseshim.compat.pyfuse3 (trio, max_tasks=1)', 'compat',
          'pyfuse3_fs', ['--impl', 'compat'], uses_fuseshim=True,
          probe=('import trio\nfrom fuseshim.compat import pyfuse3 as m\n'
@@ -132,6 +139,14 @@ def probe(impl: Impl, fuseshim_env: dict, build_native: bool):
             return
         impl.version = f'libfuse {native.DEBIAN_VERSION} (Debian source)'
         return
+    if impl.kind == 'passthrough':
+        # fuseshim built against a libfuse >= 3.17 (not the one this interpreter imports)
+        try:
+            built = newlibfuse.ensure(build=build_native)
+        except (newlibfuse.Unavailable, OSError, subprocess.SubprocessError) as e:
+            impl.available, impl.skip_reason = False, str(e)
+            return
+        impl.env.update(built['env'])
     try:
         p = subprocess.run([PY, '-c', impl.probe], capture_output=True, text=True, timeout=120,
                            env=child_env(impl, fuseshim_env), cwd=REPO)

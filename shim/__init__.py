@@ -2,7 +2,7 @@
 synchronous FUSE_INIT (Linux >= 6.18) where it can, classically where not."""
 from __future__ import annotations
 
-from ._core import (DirListing, EntryAttributes, FileInfo, FUSEError, PollHandle, ReaddirToken,
+from ._core import (DirListing, EntryAttributes, FdRange, FileInfo, FUSEError, PollHandle, ReaddirToken,
                     RequestContext, SetattrFields, StatvfsData, build_features,
                     libfuse_version, readdir_reply)
 from .errors import FuseshimError, InitError, InitTimeout, MountError, SyncInitUnavailable
@@ -14,7 +14,7 @@ __version__ = '0.1.0'
 ROOT_INODE = 1
 
 __all__ = [
-    'DirListing', 'EntryAttributes', 'FileInfo', 'FUSEError', 'FuseshimError', 'InitError', 'InitTimeout',
+    'DirListing', 'EntryAttributes', 'FdRange', 'FileInfo', 'FUSEError', 'FuseshimError', 'InitError', 'InitTimeout',
     'Mount', 'MountError', 'Operations', 'PollHandle', 'ROOT_INODE', 'ReaddirToken',
     'RequestContext', 'SetattrFields', 'StatvfsData', 'SyncInitProbe', 'SyncInitUnavailable',
     'features', 'libfuse_version', 'mount', 'probe_sync_init', 'readdir_reply',

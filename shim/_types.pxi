@@ -163,6 +163,42 @@ cdef class FileInfo:
 
 
 @cython.final
+cdef class FdRange:
+    """What read() may return instead of bytes: up to ``size`` bytes of the
+    open file descriptor ``fd``, starting at ``offset``.
+
+    fuseshim answers with fuse_reply_data() on an fd buffer, so the data goes
+    from the file to /dev/fuse without passing through Python: spliced (file
+    -> pipe -> /dev/fuse, no copy through user space) when the connection has
+    the splice_write capability and the range is at least two pages, otherwise
+    read by libfuse into a C buffer and written from there.  Fewer bytes at end
+    of file make a short read, as with pread(); an offset at or past the end
+    an empty one.  The fd must be readable and seekable (pread works on it)
+    and is only borrowed: keep it open until the handler has returned (for an
+    ``async def`` handler: until its coroutine has finished)."""
+    cdef readonly int fd
+    cdef readonly int64_t offset
+    cdef readonly size_t size
+
+    def __init__(self, fd, offset, size):
+        for name, v in (('fd', fd), ('offset', offset), ('size', size)):
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise TypeError('FdRange %s must be an int, not %s' % (name, type(v).__name__))
+        if fd < 0:
+            raise ValueError('FdRange fd must be an open file descriptor (>= 0), not %d' % fd)
+        if not 0 <= offset < (1 << 63):
+            raise ValueError('FdRange offset must be >= 0, not %d' % offset)
+        if not 0 <= size < (1 << 31):
+            raise ValueError('FdRange size must be >= 0 and < 2 GiB, not %d' % size)
+        self.fd = fd
+        self.offset = offset
+        self.size = size
+
+    def __repr__(self):
+        return 'FdRange(fd=%d, offset=%d, size=%d)' % (self.fd, self.offset, self.size)
+
+
+@cython.final
 cdef class SetattrFields:
     """Which attributes a setattr request changes (pyfuse3 names)."""
     cdef readonly bint update_atime

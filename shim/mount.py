@@ -236,6 +236,10 @@ class Mount:
                 # libfuse turns splice on whenever write_buf exists; for the
                 # small requests that dominate, it costs two extra syscalls each
                 'splice_read': bool(getattr(ops, 'enable_splice_read', False)),
+                # only FdRange replies (fuse_reply_data) use it, and libfuse copies
+                # those under two pages anyway: large reads gain, nothing loses
+                'splice_write': bool(getattr(ops, 'enable_splice_write', True)),
+                'splice_move': bool(getattr(ops, 'enable_splice_write', True)),
                 # pyfuse3's meaning: the fs answers "." and "..", so NFS export works
                 'export_support': bool(getattr(ops, 'supports_dot_lookup', False))}
         if getattr(ops, 'enable_passthrough', False):

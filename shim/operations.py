@@ -26,6 +26,9 @@ class Operations:
     enable_passthrough = False
     #: Receive requests through a pipe (splice): pays off only for large writes.
     enable_splice_read = False
+    #: Let FdRange read replies move file data through a pipe (splice) instead
+    #: of copying it; other replies are unaffected.
+    enable_splice_write = True
     #: pyfuse3 compatibility: "." and ".." are looked up by the filesystem.
     supports_dot_lookup = True
 

@@ -1,6 +1,12 @@
 """Passthrough on fuseshim's own API (sync or async handlers, 1..N workers).
 
     python -m benchmarks.daemons.fuseshim_fs SRC MNT [--async] [--workers N]
+        [--read-bytes] [--backing]
+
+read() answers with a fuseshim.FdRange (zero-copy: fuse_reply_data on the
+file's fd) where the binding has it; --read-bytes answers with os.pread bytes.
+--backing opens files with FileInfo.backing_fd (FUSE passthrough: the kernel
+reads the backing file itself; needs fuseshim built against libfuse >= 3.17).
 """
 from __future__ import annotations
 
@@ -12,6 +18,8 @@ import sys
 
 import fuseshim
 from fuseshim import ROOT_INODE, EntryAttributes, FileInfo, FUSEError, StatvfsData
+
+FdRange = getattr(fuseshim, 'FdRange', None)
 
 from ._common import OPEN_FLAG_MASK, dtype_mode, parser
 
@@ -28,7 +36,11 @@ from_stat = EntryAttributes.from_stat
 class PassFS(fuseshim.Operations):
     enable_readdirplus = PLUS_VISIBLE or DirListing is not None
 
-    def __init__(self, source):
+    def __init__(self, source, read_bytes=False, backing=False):
+        self.read_bytes = read_bytes or FdRange is None
+        self.backing = backing
+        if backing:
+            self.enable_passthrough = True
         self.root = os.fsencode(os.path.realpath(source))
         self.root_ino = os.lstat(self.root).st_ino
         self.paths = {ROOT_INODE: self.root}
@@ -73,18 +85,23 @@ class PassFS(fuseshim.Operations):
             fd = os.open(self._path(inode), flags & OPEN_FLAG_MASK)
         except OSError as e:
             raise FUSEError(e.errno) from None
+        if self.backing:
+            return FileInfo(fh=fd, keep_cache=False, backing_fd=fd)
         return FileInfo(fh=fd, keep_cache=False)
 
     def create(self, parent_inode, name, mode, flags, ctx):
         path = self._path(parent_inode) + b'/' + name
         try:
             fd = os.open(path, flags | os.O_CREAT, mode)
-            return FileInfo(fh=fd, keep_cache=False), self._entry(path)
+            return FileInfo(fh=fd, keep_cache=False,
+                            backing_fd=fd if self.backing else -1), self._entry(path)
         except OSError as e:
             raise FUSEError(e.errno) from None
 
     def read(self, fh, off, size):
-        return os.pread(fh, size, off)
+        if self.read_bytes:
+            return os.pread(fh, size, off)
+        return FdRange(fh, off, size)
 
     def write(self, fh, off, buf):
         return os.pwrite(fh, buf, off)
@@ -157,13 +174,25 @@ def main(argv=None):
     p.add_argument('--startup', default='auto')
     p.add_argument('--plain-readdir', action='store_true',
                    help='answer plain READDIR only (no READDIRPLUS)')
+    p.add_argument('--read-bytes', action='store_true',
+                   help='answer reads with os.pread bytes instead of a zero-copy FdRange')
+    p.add_argument('--backing', action='store_true',
+                   help='FUSE passthrough: open returns backing_fd (libfuse >= 3.17)')
+    p.add_argument('--no-splice-write', action='store_true',
+                   help='FdRange replies copy instead of splicing (enable_splice_write = False)')
     args = p.parse_args(argv)
-    ops = (AsyncPassFS if args.use_async else PassFS)(args.source)
+    ops = (AsyncPassFS if args.use_async else PassFS)(args.source, args.read_bytes, args.backing)
+    if args.no_splice_write:
+        ops.enable_splice_write = False
     if args.plain_readdir:
         ops.enable_readdirplus = False
     m = fuseshim.mount(ops, args.mountpoint, options=[f'fsname={args.fsname}'],
                        workers=args.workers, startup=args.startup)
     print(f'fuseshim: mounted via {m.startup_path} startup', file=sys.stderr, flush=True)
+    if args.backing and not m.granted.get('passthrough'):
+        m.close()
+        sys.exit(f'fuseshim: FUSE passthrough was not granted (libfuse {fuseshim.libfuse_version()}, '
+                 f'build features {fuseshim.build_features()}, kernel {os.uname().release})')
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: m.close())
     try:
