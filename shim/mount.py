@@ -17,6 +17,7 @@ import contextlib
 import errno
 import logging
 import os
+import select
 import signal
 import stat
 import subprocess
@@ -129,7 +130,26 @@ class Mount:
             if t.is_alive():
                 return False
         if self._loop_attached:
+            if self.serve == 'loop' and _running_loop() is self._loop:
+                return self._serve_inline(left())
             return self._session.served.wait(left())
+        return True
+
+    def _serve_inline(self, timeout):
+        """wait() (or close()) called on the serving loop's own thread: the
+        loop cannot run its reader while we block it, so read here until the
+        kernel ends the connection.  A coroutine handler that suspends waits
+        for the loop (and is cancelled if the session goes first)."""
+        s = self._session
+        deadline = None if timeout is None else time.monotonic() + timeout
+        poller = select.poll()
+        poller.register(s.fd, select.POLLIN)
+        while not s.served.is_set():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            if poller.poll(None if left is None else max(1, int(left * 1000))):
+                s._on_readable()  # detaches (sets served) at the end
         return True
 
     @property
