@@ -403,8 +403,12 @@ class _NodeTable:
     """libfuse's node bookkeeping (lib/fuse.c: find_node, forget_node,
     unlink_node, rename_node, exchange_node, try_get_path)."""
 
-    def __init__(self):
+    def __init__(self, threaded=True):
         self.lock = threading.RLock()
+        if not threaded:
+            # A single worker thread makes every call here: the lock guards
+            # nothing, and find() runs on every LOOKUP.
+            self.find = self._find
         root = _Node(FUSE_ROOT_ID)
         root.nlookup = 1
         self.by_id = {FUSE_ROOT_ID: root}
@@ -463,29 +467,32 @@ class _NodeTable:
         """The node for ``name`` in ``parent_id`` (or ``parent_id`` itself when
         name is None), created if needed; its lookup count goes up by one."""
         with self.lock:
-            if name is None:
-                node = self.get(parent_id)
-            else:
-                node = self.by_name.get((parent_id, name))
-                if node is not None and want_id is not None and node.id != want_id:
-                    self._unhash(node)      # the name refers to another inode now
-                    node = None
-                if node is None and want_id is not None:
-                    node = self.by_id.get(want_id)
-                    if node is not None:    # a hard link, or renamed behind our back
-                        parent = self.get(parent_id)
-                        self._unhash(node)
-                        self._hash(node, parent, name)
-                if node is None:
+            return self._find(parent_id, name, want_id)
+
+    def _find(self, parent_id, name, want_id=None):
+        if name is None:
+            node = self.get(parent_id)
+        else:
+            node = self.by_name.get((parent_id, name))
+            if node is not None and want_id is not None and node.id != want_id:
+                self._unhash(node)      # the name refers to another inode now
+                node = None
+            if node is None and want_id is not None:
+                node = self.by_id.get(want_id)
+                if node is not None:    # a hard link, or renamed behind our back
                     parent = self.get(parent_id)
-                    nid = want_id if want_id is not None else self.next_id()
-                    node = _Node(nid, self.generation)
-                    if self.remember:
-                        node.nlookup += 1
-                    self.by_id[nid] = node
+                    self._unhash(node)
                     self._hash(node, parent, name)
-            node.nlookup += 1
-            return node
+            if node is None:
+                parent = self.get(parent_id)
+                nid = want_id if want_id is not None else self.next_id()
+                node = _Node(nid, self.generation)
+                if self.remember:
+                    node.nlookup += 1
+                self.by_id[nid] = node
+                self._hash(node, parent, name)
+        node.nlookup += 1
+        return node
 
     def forget(self, nid, nlookup):
         if nid == FUSE_ROOT_ID:
@@ -617,6 +624,13 @@ _STAT_TIME_FIELDS = {'st_atime': 'st_atime_ns', 'st_mtime': 'st_mtime_ns',
                      'st_ctime': 'st_ctime_ns'}
 # Other keys (st_dev, st_atime_ns, ...) are accepted and ignored, as by fusepy.
 
+# What fusepy's set_st_attrs starts from: a zeroed struct stat (EntryAttributes
+# defaults st_nlink to 1 and st_blksize to 4096).  copy() is one C call.
+_ZEROED_ENTRY = _fs.EntryAttributes()
+_ZEROED_ENTRY.st_nlink = 0
+_ZEROED_ENTRY.st_blksize = 0
+_ZEROED_ENTRY.st_ino = 0
+
 # float seconds -> ns, filled by _seconds_to_ns
 _NS_OF_SECONDS: dict = {}
 _NS_CACHE_SIZE = 4096
@@ -655,7 +669,7 @@ class _PathOps(_CoreOperations):
 
     enable_readdirplus = False   # libfuse's fill_dir answers READDIRPLUS without attributes
 
-    def __init__(self, fuse):
+    def __init__(self, fuse, threaded):
         self.f = fuse
         # Per-request shortcuts: these are fixed before the layer is made, and
         # every attribute hop saved counts on the LOOKUP/GETATTR path.
@@ -665,7 +679,7 @@ class _PathOps(_CoreOperations):
         self.use_ns = fuse.use_ns
         self._op = fuse._dispatcher()     # _op(name, *args): what the operation returned
         self._registered = fuse._registered
-        self.nodes = _NodeTable()
+        self.nodes = _NodeTable(threaded)
         self.files = {}
         self.dirs = {}
         self.handle_ids = itertools.count(1)
@@ -757,10 +771,7 @@ class _PathOps(_CoreOperations):
         LOOKUP and GETATTR, hence one pass over the dict with the checks inlined."""
         if attrs is None:
             raise TypeError('getattr returned None')
-        e = _fs.EntryAttributes()
-        e.st_nlink = 0
-        e.st_blksize = 0
-        e.st_ino = 0
+        e = _ZEROED_ENTRY.copy()
         use_ns = self.use_ns
         for key, val in attrs.items():
             if key in _STAT_INT_FIELDS:
@@ -777,10 +788,9 @@ class _PathOps(_CoreOperations):
                 setattr(e, _STAT_TIME_FIELDS[key], ns)
         return e
 
-    def _set_stat(self, e, nid):
+    def _apply_owner_mode(self, e):
+        """The umask=, uid= and gid= options."""
         conf = self.conf
-        if not conf.use_ino:
-            e.st_ino = nid
         if conf.set_mode:
             e.st_mode = stat.S_IFMT(e.st_mode) | (0o777 & ~conf.umask)
         if conf.set_uid:
@@ -807,7 +817,7 @@ class _PathOps(_CoreOperations):
         e.generation = node.generation
         e.entry_timeout = conf.entry_timeout
         e.attr_timeout = conf.attr_timeout
-        self._set_stat(e, node.id)
+        self._apply_owner_mode(e)
         return e, node
 
     # -- init / destroy
@@ -867,11 +877,10 @@ class _PathOps(_CoreOperations):
         node = self.nodes.by_id.get(inode)
         if node is not None and node.is_hidden and e.st_nlink > 0:
             e.st_nlink -= 1
-        fs_ino = e.st_ino
-        self._set_stat(e, inode)
         conf = self.conf
-        if conf.use_ino:
-            e.st_ino = fs_ino
+        if not conf.use_ino:          # use_ino: st_ino is the filesystem's
+            e.st_ino = inode
+        self._apply_owner_mode(e)
         e.attr_timeout = conf.attr_timeout
 
     def setattr(self, inode, attr, fields, fh, ctx):
@@ -1457,7 +1466,7 @@ class FUSE:
         if not foreground:
             status_fd = self._daemonize_before_mount()
 
-        self._layer = self._make_layer()
+        self._layer = self._make_layer(threaded=not nothreads)
         self._layer.nodes.remember = bool(self.conf.remember)
         self._layer.nodes.high_ids = bool(self.conf.use_ino)
         # Install the signal handlers first: a Ctrl-C arriving while the mount
@@ -1511,13 +1520,13 @@ class FUSE:
     def _check_callable(self):
         pass
 
-    def _make_layer(self):
+    def _make_layer(self, threaded):
         cls = _PathOps
         if 'flock' in self._registered:
             cls = type('_PathOpsFlock', (_PathOps,), {'flock': _PathOps.flock})
         else:
             cls = type('_PathOpsNoFlock', (_PathOps,), {})
-        layer = cls(self)
+        layer = cls(self, threaded)
         return layer
 
     def _find_registered(self):
