@@ -154,25 +154,33 @@ class fuse_config:
         return 'fuse_config(%s)' % ', '.join(f'{k}={v!r}' for k, v in vars(self).items())
 
 
-# per-thread request context: (uid, gid, pid, umask, FUSE instance)
-_context = threading.local()
+class _RequestState(threading.local):
+    # While a request is handled: (fuseshim RequestContext or None, FUSE
+    # instance).  The context object is stored as it is: building a tuple of
+    # its fields for every request cost more than reading them in the rare
+    # fuse_get_context() call.
+    value = None
+
+
+_context = _RequestState()
 _instances: list = []
 _instances_lock = threading.Lock()
 
 
 def fuse_get_context():
     """(uid, gid, pid) of the process whose request is being handled."""
-    c = getattr(_context, 'value', None)
-    if c is None:
+    c = _context.value
+    ctx = c[0] if c is not None else None
+    if ctx is None:
         return 0, 0, 0
-    return c[0], c[1], c[2]
+    return ctx.uid, ctx.gid, ctx.pid
 
 
 def fuse_exit():
     """Stop the FUSE loop: the filesystem is unmounted and FUSE() returns
     (like SIGINT)."""
-    c = getattr(_context, 'value', None)
-    inst = c[4] if c is not None else None
+    c = _context.value
+    inst = c[1] if c is not None else None
     if inst is None:
         with _instances_lock:
             inst = _instances[-1] if _instances else None
@@ -377,7 +385,7 @@ class _Stale(Exception):
 
 class _Node:
     __slots__ = ('id', 'generation', 'parent', 'name', 'nlookup', 'children',
-                 'open_count', 'is_hidden')
+                 'open_count', 'is_hidden', 'path')
 
     def __init__(self, nid, generation=0):
         self.id = nid
@@ -388,14 +396,19 @@ class _Node:
         self.children = 0
         self.open_count = 0
         self.is_hidden = False
+        self.path = None        # (table version, path) once walked; see _NodeTable.path
 
 
 class _NodeTable:
     """libfuse's node bookkeeping (lib/fuse.c: find_node, forget_node,
     unlink_node, rename_node, exchange_node, try_get_path)."""
 
-    def __init__(self):
+    def __init__(self, threaded=True):
         self.lock = threading.RLock()
+        if not threaded:
+            # A single worker thread makes every call here: the lock guards
+            # nothing, and find() runs on every LOOKUP.
+            self.find = self._find
         root = _Node(FUSE_ROOT_ID)
         root.nlookup = 1
         self.by_id = {FUSE_ROOT_ID: root}
@@ -405,6 +418,7 @@ class _NodeTable:
         self.hidectr = 0
         self.remember = False
         self.high_ids = False    # use_ino: generated ids stay clear of the fs's st_ino
+        self.version = 0         # bumped whenever a name goes: cached paths are then stale
 
     def next_id(self):
         base = 1 << 48 if self.high_ids else 0
@@ -434,6 +448,7 @@ class _NodeTable:
     def _unhash(self, node):
         if node.name is None or node.parent is None:
             return
+        self.version += 1       # this node's path, and its descendants', change
         parent = node.parent
         self.by_name.pop((parent.id, node.name), None)
         node.name = None
@@ -452,29 +467,32 @@ class _NodeTable:
         """The node for ``name`` in ``parent_id`` (or ``parent_id`` itself when
         name is None), created if needed; its lookup count goes up by one."""
         with self.lock:
-            if name is None:
-                node = self.get(parent_id)
-            else:
-                node = self.by_name.get((parent_id, name))
-                if node is not None and want_id is not None and node.id != want_id:
-                    self._unhash(node)      # the name refers to another inode now
-                    node = None
-                if node is None and want_id is not None:
-                    node = self.by_id.get(want_id)
-                    if node is not None:    # a hard link, or renamed behind our back
-                        parent = self.get(parent_id)
-                        self._unhash(node)
-                        self._hash(node, parent, name)
-                if node is None:
+            return self._find(parent_id, name, want_id)
+
+    def _find(self, parent_id, name, want_id=None):
+        if name is None:
+            node = self.get(parent_id)
+        else:
+            node = self.by_name.get((parent_id, name))
+            if node is not None and want_id is not None and node.id != want_id:
+                self._unhash(node)      # the name refers to another inode now
+                node = None
+            if node is None and want_id is not None:
+                node = self.by_id.get(want_id)
+                if node is not None:    # a hard link, or renamed behind our back
                     parent = self.get(parent_id)
-                    nid = want_id if want_id is not None else self.next_id()
-                    node = _Node(nid, self.generation)
-                    if self.remember:
-                        node.nlookup += 1
-                    self.by_id[nid] = node
+                    self._unhash(node)
                     self._hash(node, parent, name)
-            node.nlookup += 1
-            return node
+            if node is None:
+                parent = self.get(parent_id)
+                nid = want_id if want_id is not None else self.next_id()
+                node = _Node(nid, self.generation)
+                if self.remember:
+                    node.nlookup += 1
+                self.by_id[nid] = node
+                self._hash(node, parent, name)
+        node.nlookup += 1
+        return node
 
     def forget(self, nid, nlookup):
         if nid == FUSE_ROOT_ID:
@@ -535,16 +553,39 @@ class _NodeTable:
             p_new.children -= 1
 
     def path(self, nid, name=None):
-        """The path (bytes) of node ``nid`` (plus ``name``); raises _Stale."""
+        """The path (bytes) of node ``nid`` (plus ``name``); raises _Stale.
+
+        Every request needs a path, and walking to the root in Python costs
+        about as much as a filesystem's whole getattr, so each node keeps the
+        path last walked.  Only _unhash changes existing paths (renames,
+        unlinks and forgets all go through it) and it bumps ``version``, which
+        invalidates every cached path at once.  Reading a cached path takes no
+        lock: a rename racing with it gives the path from just before the
+        rename, as when the walk had finished just before it."""
+        node = self.by_id.get(nid)
+        cached = node.path if node is not None else None
+        if cached is not None and cached[0] == self.version:
+            base = cached[1]
+        else:
+            base = self._walk(nid)
+        if name is None:
+            return base
+        return base + b'/' + name if nid != FUSE_ROOT_ID else b'/' + name
+
+    def _walk(self, nid):
         with self.lock:
-            parts = [name] if name is not None else []
             node = self.get(nid)
-            while node.id != FUSE_ROOT_ID:
-                if node.name is None or node.parent is None:
+            version = self.version
+            parts = []
+            n = node
+            while n.id != FUSE_ROOT_ID:
+                if n.name is None or n.parent is None:
                     raise _Stale()
-                parts.append(node.name)
-                node = node.parent
-            return b'/' + b'/'.join(reversed(parts))
+                parts.append(n.name)
+                n = n.parent
+            path = b'/' + b'/'.join(reversed(parts))
+            node.path = (version, path)
+            return path
 
 
 # ---------------------------------------------------------------- handles
@@ -577,9 +618,37 @@ def _as_index(value):
     return operator.index(value)
 
 
-_STAT_INT_FIELDS = ('st_ino', 'st_nlink', 'st_mode', 'st_uid', 'st_gid', 'st_rdev',
-                    'st_size', 'st_blksize', 'st_blocks')
-_STAT_OTHER_FIELDS = ('st_dev', 'st_atime_ns', 'st_mtime_ns', 'st_ctime_ns')  # accepted, unused
+_STAT_INT_FIELDS = frozenset(('st_ino', 'st_nlink', 'st_mode', 'st_uid', 'st_gid', 'st_rdev',
+                              'st_size', 'st_blksize', 'st_blocks'))
+_STAT_TIME_FIELDS = {'st_atime': 'st_atime_ns', 'st_mtime': 'st_mtime_ns',
+                     'st_ctime': 'st_ctime_ns'}
+# Other keys (st_dev, st_atime_ns, ...) are accepted and ignored, as by fusepy.
+
+# What fusepy's set_st_attrs starts from: a zeroed struct stat (EntryAttributes
+# defaults st_nlink to 1 and st_blksize to 4096).  copy() is one C call.
+_ZEROED_ENTRY = _fs.EntryAttributes()
+_ZEROED_ENTRY.st_nlink = 0
+_ZEROED_ENTRY.st_blksize = 0
+_ZEROED_ENTRY.st_ino = 0
+
+# float seconds -> ns, filled by _seconds_to_ns
+_NS_OF_SECONDS: dict = {}
+_NS_CACHE_SIZE = 4096
+
+
+def _seconds_to_ns(val):
+    """fusepy's conversion of a time in seconds (tv_sec = int(val), tv_nsec =
+    int((val - tv_sec) * 1E9)), as one ns count.  Its big-int arithmetic costs
+    as much as the rest of a GETATTR's conversion, and a filesystem reports the
+    same few timestamps again and again, so results for floats are kept (other
+    types are not: a Decimal equal to a cached float must still fail)."""
+    sec = int(val)
+    ns = sec * 1000000000 + int((val - sec) * 1E9)
+    if type(val) is float:
+        if len(_NS_OF_SECONDS) >= _NS_CACHE_SIZE:
+            _NS_OF_SECONDS.clear()
+        _NS_OF_SECONDS[val] = ns
+    return ns
 _STATVFS_FIELDS = ('f_bsize', 'f_frsize', 'f_blocks', 'f_bfree', 'f_bavail', 'f_files',
                    'f_ffree', 'f_favail', 'f_namemax')
 
@@ -600,9 +669,17 @@ class _PathOps(_CoreOperations):
 
     enable_readdirplus = False   # libfuse's fill_dir answers READDIRPLUS without attributes
 
-    def __init__(self, fuse):
+    def __init__(self, fuse, threaded):
         self.f = fuse
-        self.nodes = _NodeTable()
+        # Per-request shortcuts: these are fixed before the layer is made, and
+        # every attribute hop saved counts on the LOOKUP/GETATTR path.
+        self.conf = fuse.conf
+        self.encoding = fuse.encoding
+        self.errors = fuse.errors
+        self.use_ns = fuse.use_ns
+        self._op = fuse._dispatcher()     # _op(name, *args): what the operation returned
+        self._registered = fuse._registered
+        self.nodes = _NodeTable(threaded)
         self.files = {}
         self.dirs = {}
         self.handle_ids = itertools.count(1)
@@ -613,16 +690,11 @@ class _PathOps(_CoreOperations):
         self.treelock = threading.RLock()
 
     # -- plumbing
-    def _ctx(self, ctx):
-        if ctx is None:
-            return None
-        return (ctx.uid, ctx.gid, ctx.pid, ctx.umask, self.f)
-
     def _run(self, ctx, fn, *args):
-        """Call fn with the request context set; map its failure to an errno
-        the way fusepy's _wrapper does."""
-        prev = getattr(_context, 'value', None)
-        _context.value = ctx if ctx is not None else (0, 0, 0, 0, self.f)
+        """Call fn with the request context ``ctx`` (a RequestContext or None)
+        set; map its failure to an errno the way fusepy's _wrapper does."""
+        prev = _context.value
+        _context.value = (ctx, self.f)
         try:
             return fn(*args)
         except _fs.FUSEError:
@@ -647,28 +719,24 @@ class _PathOps(_CoreOperations):
         finally:
             _context.value = prev
 
-    def _op(self, name, *args):
-        """Invoke filesystem operation ``name`` (result: what it returned)."""
-        return self.f._dispatch(name, *args)
-
     def _status(self, name, *args):
         """Invoke an operation whose int result is 0 or -errno."""
-        r = self.f._dispatch(name, *args)
+        r = self._op(name, *args)
         if isinstance(r, int) and not isinstance(r, bool) and r < 0:
             raise _fs.FUSEError(-r)
         return r
 
     def _has(self, name):
-        return name in self.f._registered
+        return name in self._registered
 
     def _decode(self, b):
-        return None if b is None else b.decode(self.f.encoding, self.f.errors)
+        return None if b is None else b.decode(self.encoding, self.errors)
 
     def _path(self, nid, name=None):
-        return self._decode(self.nodes.path(nid, name))
+        return self.nodes.path(nid, name).decode(self.encoding, self.errors)
 
     def _path_nullok(self, nid):
-        if self.f.conf.nullpath_ok:
+        if self.conf.nullpath_ok:
             return None
         try:
             return self._path(nid)
@@ -699,30 +767,30 @@ class _PathOps(_CoreOperations):
     # -- attributes
     def _fill(self, attrs):
         """A stat dict (fusepy's getattr result) -> EntryAttributes, the way
-        fusepy's set_st_attrs fills a zeroed struct stat."""
-        e = _fs.EntryAttributes()
-        e.st_nlink = 0
-        e.st_blksize = 0
-        e.st_ino = 0
+        fusepy's set_st_attrs fills a zeroed struct stat.  This runs for every
+        LOOKUP and GETATTR, hence one pass over the dict with the checks inlined."""
         if attrs is None:
             raise TypeError('getattr returned None')
-        use_ns = self.f.use_ns
+        e = _ZEROED_ENTRY.copy()
+        use_ns = self.use_ns
         for key, val in attrs.items():
-            if key in ('st_atime', 'st_mtime', 'st_ctime'):
+            if key in _STAT_INT_FIELDS:
+                # plain ints need no check; anything else goes through
+                # _as_index, which rejects floats as fusepy's ctypes fields do
+                setattr(e, key, val if type(val) is int else _as_index(val))
+            elif key in _STAT_TIME_FIELDS:
                 if use_ns:
                     ns = int(val)
                 else:
-                    sec = int(val)
-                    ns = sec * 1000000000 + int((val - sec) * 1E9)
-                setattr(e, key + '_ns', ns)
-            elif key in _STAT_INT_FIELDS:
-                setattr(e, key, _as_index(val))
+                    ns = _NS_OF_SECONDS.get(val) if type(val) is float else None
+                    if ns is None:
+                        ns = _seconds_to_ns(val)
+                setattr(e, _STAT_TIME_FIELDS[key], ns)
         return e
 
-    def _set_stat(self, e, nid):
-        conf = self.f.conf
-        if not conf.use_ino:
-            e.st_ino = nid
+    def _apply_owner_mode(self, e):
+        """The umask=, uid= and gid= options."""
+        conf = self.conf
         if conf.set_mode:
             e.st_mode = stat.S_IFMT(e.st_mode) | (0o777 & ~conf.umask)
         if conf.set_uid:
@@ -735,8 +803,8 @@ class _PathOps(_CoreOperations):
 
     def _lookup_path(self, parent, name, path, fh=None):
         """libfuse's lookup_path: getattr, then find (or make) the node."""
-        conf = self.f.conf
-        if not self._has('getattr'):
+        conf = self.conf
+        if 'getattr' not in self._registered:
             raise _fs.FUSEError(errno.ENOSYS)
         e = self._getattr(path, fh)
         want = None
@@ -749,7 +817,7 @@ class _PathOps(_CoreOperations):
         e.generation = node.generation
         e.entry_timeout = conf.entry_timeout
         e.attr_timeout = conf.attr_timeout
-        self._set_stat(e, node.id)
+        self._apply_owner_mode(e)
         return e, node
 
     # -- init / destroy
@@ -765,7 +833,6 @@ class _PathOps(_CoreOperations):
 
     # -- names
     def lookup(self, parent, name, ctx):
-        c = self._ctx(ctx)
         nid, nm = parent, name
         if name == b'.':
             nm = None
@@ -775,9 +842,9 @@ class _PathOps(_CoreOperations):
                 nid = p.parent.id if p.parent is not None else FUSE_ROOT_ID
             nm = None
         try:
-            return self._run(c, self._do_lookup, nid, nm)
+            return self._run(ctx, self._do_lookup, nid, nm)
         except _fs.FUSEError as e:
-            neg = self.f.conf.negative_timeout
+            neg = self.conf.negative_timeout
             if e.errno == errno.ENOENT and neg:
                 ea = _fs.EntryAttributes()
                 ea.st_ino = 0
@@ -786,7 +853,7 @@ class _PathOps(_CoreOperations):
             raise
 
     def _do_lookup(self, parent, name):
-        path = self._path(parent, name)
+        path = self.nodes.path(parent, name).decode(self.encoding, self.errors)
         return self._lookup_path(parent, name, path)[0]
 
     def forget(self, inode_list):
@@ -794,29 +861,30 @@ class _PathOps(_CoreOperations):
             self.nodes.forget(nid, n)
 
     def getattr(self, inode, ctx):
-        return self._run(self._ctx(ctx), self._do_getattr, inode)
+        return self._run(ctx, self._do_getattr, inode)
 
     def _do_getattr(self, inode):
-        if not self._has('getattr'):
+        if 'getattr' not in self._registered:
             raise _fs.FUSEError(errno.ENOSYS)
-        path = self._path(inode)
-        e = self._getattr(path, None)
+        path = self.nodes.path(inode).decode(self.encoding, self.errors)
+        e = self._fill(self._op('getattr', path, None))
         self._finish_attr(e, inode)
         return e
 
     def _finish_attr(self, e, inode):
-        with self.nodes.lock:
-            node = self.nodes.by_id.get(inode)
-            if node is not None and node.is_hidden and e.st_nlink > 0:
-                e.st_nlink -= 1
-        fs_ino = e.st_ino
-        self._set_stat(e, inode)
-        if self.f.conf.use_ino:
-            e.st_ino = fs_ino
-        e.attr_timeout = self.f.conf.attr_timeout
+        # One dict read and one flag: no lock needed to look (a hidden node's
+        # state may change right after either way).
+        node = self.nodes.by_id.get(inode)
+        if node is not None and node.is_hidden and e.st_nlink > 0:
+            e.st_nlink -= 1
+        conf = self.conf
+        if not conf.use_ino:          # use_ino: st_ino is the filesystem's
+            e.st_ino = inode
+        self._apply_owner_mode(e)
+        e.attr_timeout = conf.attr_timeout
 
     def setattr(self, inode, attr, fields, fh, ctx):
-        return self._run(self._ctx(ctx), self._do_setattr, inode, attr, fields, fh)
+        return self._run(ctx, self._do_setattr, inode, attr, fields, fh)
 
     def _do_setattr(self, inode, attr, fields, fh):
         h = self._file(fh) if fh is not None and fh in self.files else None
@@ -846,7 +914,7 @@ class _PathOps(_CoreOperations):
 
     def _time(self, ns, given):
         sec, nsec = divmod(ns, 1000000000) if given else (0, UTIME_OMIT)
-        if self.f.use_ns:
+        if self.use_ns:
             return sec * 10 ** 9 + nsec
         return sec + nsec / 1E9
 
@@ -858,8 +926,8 @@ class _PathOps(_CoreOperations):
         def do():
             self._need('readlink')
             ret = self._op('readlink', self._path(inode))
-            return ret.encode(self.f.encoding, self.f.errors)[:PATH_MAX]
-        return self._run(self._ctx(ctx), do)
+            return ret.encode(self.encoding, self.errors)[:PATH_MAX]
+        return self._run(ctx, do)
 
     def mknod(self, parent, name, mode, rdev, ctx):
         def do():
@@ -880,7 +948,7 @@ class _PathOps(_CoreOperations):
             self._need('mknod')
             self._status('mknod', path, mode, rdev)
             return self._lookup_path(parent, name, path)[0]
-        return self._run(self._ctx(ctx), do)
+        return self._run(ctx, do)
 
     def mkdir(self, parent, name, mode, ctx):
         def do():
@@ -888,7 +956,7 @@ class _PathOps(_CoreOperations):
             self._need('mkdir')
             self._status('mkdir', path, mode)
             return self._lookup_path(parent, name, path)[0]
-        return self._run(self._ctx(ctx), do)
+        return self._run(ctx, do)
 
     def _is_open(self, parent, name):
         with self.nodes.lock:
@@ -933,14 +1001,14 @@ class _PathOps(_CoreOperations):
 
         def undo():
             path = self._path(parent, name)
-            if not self.f.conf.hard_remove and self._is_open(parent, name):
+            if not self.conf.hard_remove and self._is_open(parent, name):
                 self._need('rename')
                 self._hide(path, parent, name)
             else:
                 self._need('unlink')
                 self._status('unlink', path)
                 self.nodes.remove(parent, name)
-        self._run(self._ctx(ctx), do)
+        self._run(ctx, do)
 
     def rmdir(self, parent, name, ctx):
         def do():
@@ -952,7 +1020,7 @@ class _PathOps(_CoreOperations):
             self._need('rmdir')
             self._status('rmdir', path)
             self.nodes.remove(parent, name)
-        self._run(self._ctx(ctx), do)
+        self._run(ctx, do)
 
     def symlink(self, parent, name, target, ctx):
         def do():
@@ -960,7 +1028,7 @@ class _PathOps(_CoreOperations):
             self._need('symlink')
             self._status('symlink', path, self._decode(target))
             return self._lookup_path(parent, name, path)[0]
-        return self._run(self._ctx(ctx), do)
+        return self._run(ctx, do)
 
     def rename(self, p_old, n_old, p_new, n_new, flags, ctx):
         def do():
@@ -974,7 +1042,7 @@ class _PathOps(_CoreOperations):
             oldpath = self._path(p_old, n_old)
             newpath = self._path(p_new, n_new)
             self._need('rename')
-            if (not self.f.conf.hard_remove and not flags & RENAME_EXCHANGE
+            if (not self.conf.hard_remove and not flags & RENAME_EXCHANGE
                     and self._is_open(p_new, n_new)):
                 self._hide(newpath, p_new, n_new)
             self.f._rename(oldpath, newpath, flags)
@@ -982,7 +1050,7 @@ class _PathOps(_CoreOperations):
                 self.nodes.exchange(p_old, n_old, p_new, n_new)
             else:
                 self.nodes.rename(p_old, n_old, p_new, n_new)
-        self._run(self._ctx(ctx), do)
+        self._run(ctx, do)
 
     def link(self, inode, new_parent, new_name, ctx):
         def do():
@@ -991,18 +1059,16 @@ class _PathOps(_CoreOperations):
             self._need('link')
             self._status('link', newpath, oldpath)
             return self._lookup_path(new_parent, new_name, newpath)[0]
-        return self._run(self._ctx(ctx), do)
+        return self._run(ctx, do)
 
     # -- files
     def _file_info(self, fi, h_id):
-        conf = self.f.conf
+        conf = self.conf
         return _fs.FileInfo(fh=h_id, direct_io=bool(fi.direct_io or conf.direct_io),
                             keep_cache=bool(fi.keep_cache or conf.kernel_cache),
                             nonseekable=bool(fi.nonseekable))
 
     def open(self, inode, flags, ctx):
-        c = self._ctx(ctx)
-
         def do():
             path = self._path(inode)
             fi = fuse_file_info(flags)
@@ -1010,13 +1076,11 @@ class _PathOps(_CoreOperations):
                 self.f._open(path, fi)
             with self.nodes.lock:
                 self.nodes.get(inode).open_count += 1
-            hid = self._new_handle(self.files, _File(inode, fi.fh, fi, c))
+            hid = self._new_handle(self.files, _File(inode, fi.fh, fi, ctx))
             return self._file_info(fi, hid)
-        return self._run(c, do)
+        return self._run(ctx, do)
 
     def create(self, parent, name, mode, flags, ctx):
-        c = self._ctx(ctx)
-
         def do():
             path = self._path(parent, name)
             self._need('create')
@@ -1033,9 +1097,9 @@ class _PathOps(_CoreOperations):
                 raise _fs.FUSEError(errno.EIO)
             with self.nodes.lock:
                 node.open_count += 1
-            hid = self._new_handle(self.files, _File(node.id, fi.fh, fi, c))
+            hid = self._new_handle(self.files, _File(node.id, fi.fh, fi, ctx))
             return self._file_info(fi, hid), e
-        return self._run(c, do)
+        return self._run(ctx, do)
 
     def _release_quietly(self, path, ufh):
         if self._has('release'):
@@ -1102,7 +1166,7 @@ class _PathOps(_CoreOperations):
                         unlink_hidden = True
                         node.is_hidden = False
             if unlink_hidden and self._has('unlink'):
-                if path is None and self.f.conf.nullpath_ok:
+                if path is None and self.conf.nullpath_ok:
                     try:
                         path = self._path(h.ino)
                     except _Stale:
@@ -1139,7 +1203,7 @@ class _PathOps(_CoreOperations):
 
         def do():
             self._status('flock', self._path_nullok(h.ino), self._user_fh(h), op)
-        self._run(self._ctx(ctx) or h.ctx, do)
+        self._run(ctx if ctx is not None else h.ctx, do)
 
     def ioctl(self, inode, fh, cmd, arg, in_data, out_size, flags, ctx):
         def do():
@@ -1160,17 +1224,15 @@ class _PathOps(_CoreOperations):
             if ret < 0:
                 raise _fs.FUSEError(-ret)
             return ret, (buf.raw[:out_size] if buf is not None and out_size else b'')
-        return self._run(self._ctx(ctx), do)
+        return self._run(ctx, do)
 
     # -- directories
     def opendir(self, inode, ctx):
-        c = self._ctx(ctx)
-
         def do():
             path = self._path(inode)
             fh = self._op('opendir', path) if self._has('opendir') else 0
-            return self._new_handle(self.dirs, _Dir(inode, fh, c))
-        return self._run(c, do)
+            return self._new_handle(self.dirs, _Dir(inode, fh, ctx))
+        return self._run(ctx, do)
 
     def readdir(self, fh, off, token):
         dh = self._dir(fh)
@@ -1238,14 +1300,14 @@ class _PathOps(_CoreOperations):
             raise _fs.FUSEError(errno.EIO)
 
     def _dirent_ino(self, dir_ino, name, st):
-        conf = self.f.conf
+        conf = self.conf
         if conf.use_ino:
             if st is None:
                 return FUSE_UNKNOWN_INO
             return _as_index(st.get('st_ino', 0))
         if conf.readdir_ino:
             with self.nodes.lock:
-                node = self.nodes.lookup(dir_ino, name.encode(self.f.encoding, self.f.errors))
+                node = self.nodes.lookup(dir_ino, name.encode(self.encoding, self.errors))
                 return node.id if node is not None else FUSE_UNKNOWN_INO
         return FUSE_UNKNOWN_INO
 
@@ -1286,13 +1348,13 @@ class _PathOps(_CoreOperations):
                 if key in _STATVFS_FIELDS:
                     setattr(sv, key, _as_index(val))
             return sv
-        return self._run(self._ctx(ctx), do)
+        return self._run(ctx, do)
 
     def setxattr(self, inode, name, value, ctx):
         def do():
             self._need('setxattr')
             self._status('setxattr', self._path(inode), self._decode(name), value, 0)
-        self._run(self._ctx(ctx), do)
+        self._run(ctx, do)
 
     def getxattr(self, inode, name, ctx):
         def do():
@@ -1301,28 +1363,28 @@ class _PathOps(_CoreOperations):
             if not isinstance(ret, (bytes, bytearray)):
                 raise TypeError(f'getxattr must return bytes, not {type(ret).__name__}')
             return bytes(ret)
-        return self._run(self._ctx(ctx), do)
+        return self._run(ctx, do)
 
     def listxattr(self, inode, ctx):
         def do():
             self._need('listxattr')
             attrs = list(self._op('listxattr', self._path(inode)) or '')
             '\x00'.join(attrs)     # as fusepy: the names must be str
-            return [n.encode(self.f.encoding, self.f.errors) for n in attrs]
-        return self._run(self._ctx(ctx), do)
+            return [n.encode(self.encoding, self.errors) for n in attrs]
+        return self._run(ctx, do)
 
     def removexattr(self, inode, name, ctx):
         def do():
             self._need('removexattr')
             self._status('removexattr', self._path(inode), self._decode(name))
-        self._run(self._ctx(ctx), do)
+        self._run(ctx, do)
 
     def access(self, inode, mode, ctx):
         def do():
             self._need('access')
             self._status('access', self._path(inode), mode)
             return True
-        return self._run(self._ctx(ctx), do)
+        return self._run(ctx, do)
 
 
 # ---------------------------------------------------------------- FUSE
@@ -1404,7 +1466,7 @@ class FUSE:
         if not foreground:
             status_fd = self._daemonize_before_mount()
 
-        self._layer = self._make_layer()
+        self._layer = self._make_layer(threaded=not nothreads)
         self._layer.nodes.remember = bool(self.conf.remember)
         self._layer.nodes.high_ids = bool(self.conf.use_ino)
         # Install the signal handlers first: a Ctrl-C arriving while the mount
@@ -1458,13 +1520,13 @@ class FUSE:
     def _check_callable(self):
         pass
 
-    def _make_layer(self):
+    def _make_layer(self, threaded):
         cls = _PathOps
         if 'flock' in self._registered:
             cls = type('_PathOpsFlock', (_PathOps,), {'flock': _PathOps.flock})
         else:
             cls = type('_PathOpsNoFlock', (_PathOps,), {})
-        layer = cls(self)
+        layer = cls(self, threaded)
         return layer
 
     def _find_registered(self):
@@ -1481,6 +1543,22 @@ class FUSE:
         if callable(ops):
             return ops(name, *args)
         return getattr(ops, name)(*args)
+
+    def _dispatcher(self):
+        """The _dispatch to use per request.  When the filesystem keeps
+        Operations.__call__, doing its lookup here (in _call_method) saves a
+        call and a second attribute lookup on every request."""
+        if getattr(type(self.operations), '__call__', None) is Operations.__call__:
+            return self._call_method
+        return self._dispatch
+
+    def _call_method(self, name, *args):
+        """Operations.__call__(name, *args), inlined."""
+        try:
+            method = getattr(self.operations, name)
+        except AttributeError:
+            raise FuseOSError(errno.EFAULT) from None
+        return method(*args)
 
     def _init_fs(self):
         ops = self.operations

@@ -275,6 +275,9 @@ class FUSE(_base.FUSE):
     def _dispatch(self, name, *args):
         return getattr(self.operations, name)(*args)
 
+    def _dispatcher(self):
+        return self._dispatch     # mfusepy never goes through __call__
+
     def _init_fs(self):
         ops = self.operations
         if getattr(ops, 'flag_nopath', False) and getattr(ops, 'flag_nullpath_ok', False):

@@ -1,0 +1,166 @@
+"""In-process checks of fuseshim.compat.fusepy's shortcuts on the request path
+(no mount): the per-node path cache, the stat dict conversion and the
+inlined Operations.__call__.  The mounted, differential tests against the real
+fusepy/mfusepy are in test_compat_fusepy.py; these pin down the cases those
+do not reach cheaply (a renamed directory above a cached path, equal values of
+other types than the memoised floats)."""
+from __future__ import annotations
+
+import decimal
+import errno
+
+import pytest
+
+import fuseshim
+from fuseshim.compat import fusepy, mfusepy
+from fuseshim.compat.fusepy import FUSE_ROOT_ID, _NodeTable, _Stale
+
+
+@pytest.fixture(params=[True, False], ids=['threaded', 'nothreads'])
+def nodes(request):
+    return _NodeTable(threaded=request.param)
+
+
+def _make(nodes, parent, name):
+    return nodes.find(parent, name).id
+
+
+def test_cached_paths_follow_a_renamed_directory(nodes):
+    d = _make(nodes, FUSE_ROOT_ID, b'd')
+    sub = _make(nodes, d, b'sub')
+    f = _make(nodes, sub, b'f')
+    assert nodes.path(f) == b'/d/sub/f'
+    assert nodes.path(sub, b'x') == b'/d/sub/x'
+    nodes.rename(FUSE_ROOT_ID, b'd', FUSE_ROOT_ID, b'e')
+    assert nodes.path(f) == b'/e/sub/f'
+    assert nodes.path(sub, b'x') == b'/e/sub/x'
+
+
+def test_cached_paths_follow_an_exchange(nodes):
+    a = _make(nodes, FUSE_ROOT_ID, b'a')
+    b = _make(nodes, FUSE_ROOT_ID, b'b')
+    fa = _make(nodes, a, b'f')
+    assert nodes.path(fa) == b'/a/f'
+    nodes.exchange(FUSE_ROOT_ID, b'a', FUSE_ROOT_ID, b'b')
+    assert nodes.path(fa) == b'/b/f'
+    assert nodes.path(b) == b'/a'
+
+
+def test_cached_path_of_an_unlinked_node_is_stale(nodes):
+    d = _make(nodes, FUSE_ROOT_ID, b'd')
+    f = _make(nodes, d, b'f')
+    assert nodes.path(f) == b'/d/f'
+    nodes.remove(d, b'f')          # f keeps its lookup: the node stays, nameless
+    with pytest.raises(_Stale):
+        nodes.path(f)
+    assert nodes.path(FUSE_ROOT_ID) == b'/'
+    assert nodes.path(FUSE_ROOT_ID, b'n') == b'/n'
+
+
+def test_unknown_node_is_estale(nodes):
+    with pytest.raises(fuseshim.FUSEError) as ei:
+        nodes.path(12345)
+    assert ei.value.errno == errno.ESTALE
+
+
+def test_find_counts_lookups(nodes):
+    n1 = nodes.find(FUSE_ROOT_ID, b'x')
+    n2 = nodes.find(FUSE_ROOT_ID, b'x')
+    assert n1 is n2 and n1.nlookup == 2
+    nodes.forget(n1.id, 2)
+    assert nodes.by_name.get((FUSE_ROOT_ID, b'x')) is None
+
+
+class _Fuse:
+    """The attributes of FUSE that _PathOps reads."""
+
+    def __init__(self, mod, ops, use_ns=False):
+        self.operations = ops
+        self.conf = mod.fuse_config()
+        self.encoding, self.errors = 'utf-8', 'strict'
+        self.use_ns = use_ns
+        self.raw_fi = False
+        self._registered = {'getattr'}
+        self._dispatcher = lambda: mod.FUSE._dispatcher(self)
+        self._call_method = lambda name, *args: mod.FUSE._call_method(self, name, *args)
+        self._dispatch = lambda name, *args: mod.FUSE._dispatch(self, name, *args)
+
+
+def _layer(ops, use_ns=False, mod=fusepy):
+    return fusepy._PathOps(_Fuse(mod, ops, use_ns), threaded=False)
+
+
+def _seconds_to_ns_reference(val):
+    # fusepy's set_st_attrs: tv_sec = int(val); tv_nsec = int((val - tv_sec) * 1E9)
+    sec = int(val)
+    return sec * 10 ** 9 + int((val - sec) * 1E9)
+
+
+@pytest.mark.parametrize('t', [1_700_000_000.123456, 0.5, 1_600_000_000, -1.25])
+def test_times_convert_as_fusepy_and_again_from_the_memo(t):
+    layer = _layer(fusepy.Operations())
+    for _ in range(2):               # the second round comes from the float memo
+        e = layer._fill({'st_mtime': t, 'st_atime': t, 'st_ctime': t})
+        assert e.st_mtime_ns == e.st_atime_ns == e.st_ctime_ns == _seconds_to_ns_reference(t)
+
+
+def test_memoised_float_does_not_excuse_an_equal_decimal():
+    layer = _layer(fusepy.Operations())
+    layer._fill({'st_mtime': 1.5})
+    with pytest.raises(TypeError):   # Decimal - int, then * float: fusepy fails too
+        layer._fill({'st_mtime': decimal.Decimal('1.5')})
+
+
+def test_use_ns_times_are_taken_as_ns():
+    layer = _layer(fusepy.Operations(), use_ns=True)
+    assert layer._fill({'st_mtime': 1_700_000_000_123_456_789}).st_mtime_ns == \
+        1_700_000_000_123_456_789
+
+
+def test_int_fields_reject_floats_and_take_index_and_bool():
+    class Index:
+        def __index__(self):
+            return 7
+
+    layer = _layer(fusepy.Operations())
+    e = layer._fill({'st_size': Index(), 'st_nlink': True, 'st_mode': 0o100644,
+                     'st_dev': 99, 'unknown': object()})
+    assert (e.st_size, e.st_nlink, e.st_mode) == (7, 1, 0o100644)
+    assert (e.st_blksize, e.st_ino) == (0, 0)          # a zeroed struct stat
+    with pytest.raises(TypeError):
+        layer._fill({'st_size': 1.0})
+    with pytest.raises(TypeError):
+        layer._fill(None)
+
+
+def test_inlined_call_gives_efault_for_a_missing_operation():
+    layer = _layer(fusepy.Operations())
+    with pytest.raises(fusepy.FuseOSError) as ei:
+        layer._op('no_such_operation', '/')
+    assert ei.value.errno == errno.EFAULT
+    assert layer._op('getattr', '/')['st_nlink'] == 2
+
+
+def test_overridden_call_is_still_used():
+    seen = []
+
+    class Ops(fusepy.Operations):
+        def __call__(self, op, *args):
+            seen.append(op)
+            return super().__call__(op, *args)
+
+    layer = _layer(Ops())
+    assert layer._op('getattr', '/')['st_nlink'] == 2
+    assert seen == ['getattr']
+
+
+def test_mfusepy_ignores_call():
+    class Ops(mfusepy.Operations):
+        def __call__(self, op, *args):
+            raise AssertionError('mfusepy does not dispatch through __call__')
+
+    f = _Fuse(mfusepy, Ops())
+    f._dispatcher = lambda: mfusepy.FUSE._dispatcher(f)
+    f._dispatch = lambda name, *args: mfusepy.FUSE._dispatch(f, name, *args)
+    layer = fusepy._PathOps(f, threaded=False)
+    assert layer._op('getattr', '/')['st_nlink'] == 2
