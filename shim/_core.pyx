@@ -25,6 +25,7 @@ import contextvars
 import errno
 import inspect
 import logging
+import operator
 import os
 import threading
 import time

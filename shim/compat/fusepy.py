@@ -36,6 +36,7 @@ from collections.abc import Iterable
 from typing import Tuple, Union, get_type_hints
 
 import fuseshim as _fs
+from fuseshim._core import _fill_from_stat_dict
 from fuseshim.operations import Operations as _CoreOperations
 
 from . import startup_mode, worker_count
@@ -618,11 +619,8 @@ def _as_index(value):
     return operator.index(value)
 
 
-_STAT_INT_FIELDS = frozenset(('st_ino', 'st_nlink', 'st_mode', 'st_uid', 'st_gid', 'st_rdev',
-                              'st_size', 'st_blksize', 'st_blocks'))
-_STAT_TIME_FIELDS = {'st_atime': 'st_atime_ns', 'st_mtime': 'st_mtime_ns',
-                     'st_ctime': 'st_ctime_ns'}
-# Other keys (st_dev, st_atime_ns, ...) are accepted and ignored, as by fusepy.
+# Stat dict keys other than the st_* fields fusepy knows (st_dev, st_atime_ns, ...)
+# are accepted and ignored, as by fusepy (see _fill_from_stat_dict).
 
 # What fusepy's set_st_attrs starts from: a zeroed struct stat (EntryAttributes
 # defaults st_nlink to 1 and st_blksize to 4096).  copy() is one C call.
@@ -768,25 +766,11 @@ class _PathOps(_CoreOperations):
     def _fill(self, attrs):
         """A stat dict (fusepy's getattr result) -> EntryAttributes, the way
         fusepy's set_st_attrs fills a zeroed struct stat.  This runs for every
-        LOOKUP and GETATTR, hence one pass over the dict with the checks inlined."""
+        LOOKUP and GETATTR, hence the loop in C (the rules: _fill_from_stat_dict)."""
         if attrs is None:
             raise TypeError('getattr returned None')
-        e = _ZEROED_ENTRY.copy()
-        use_ns = self.use_ns
-        for key, val in attrs.items():
-            if key in _STAT_INT_FIELDS:
-                # plain ints need no check; anything else goes through
-                # _as_index, which rejects floats as fusepy's ctypes fields do
-                setattr(e, key, val if type(val) is int else _as_index(val))
-            elif key in _STAT_TIME_FIELDS:
-                if use_ns:
-                    ns = int(val)
-                else:
-                    ns = _NS_OF_SECONDS.get(val) if type(val) is float else None
-                    if ns is None:
-                        ns = _seconds_to_ns(val)
-                setattr(e, _STAT_TIME_FIELDS[key], ns)
-        return e
+        return _fill_from_stat_dict(_ZEROED_ENTRY.copy(), attrs, self.use_ns, _NS_OF_SECONDS,
+                                    _seconds_to_ns)
 
     def _apply_owner_mode(self, e):
         """The umask=, uid= and gid= options."""
