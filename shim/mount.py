@@ -302,6 +302,7 @@ class Mount:
         if self.serve == 'loop':
             self._loop.call_soon_threadsafe(self._session.attach_loop)
         else:  # 'external': "served" stays set while no driver runs
+            os.set_blocking(self._session.fd, False)  # pump() must never block the driver
             self._session.served.set()
 
     def _start_sync(self, fd):
