@@ -29,6 +29,7 @@ import operator
 import os
 import threading
 import time
+from types import CoroutineType
 
 log = logging.getLogger('fuseshim')
 

@@ -422,7 +422,8 @@ cdef class Session:
     cdef bint _submit(self, fuse_req_t req, int op, object coro, ReqState *st, object aux,
                       object ctx) except -1:
         """Run a coroutine handler's result; True if the request is answered."""
-        if not inspect.iscoroutine(coro):  # an async-looking handler returned a value
+        if type(coro) is not CoroutineType and not inspect.iscoroutine(coro):
+            # an async-looking handler returned a value
             _reply(self, req, op, coro, st, aux)
             return True
         if self.serve_mode == SERVE_LOOP:
@@ -444,8 +445,9 @@ cdef class Session:
         p.ctx = ctx
         if st is not NULL:
             p.st = st[0]
-        with self.lock:
-            self.pending.add(p)
+        if self.serve_mode != SERVE_EXTERNAL:  # the outside driver tracks its own
+            with self.lock:
+                self.pending.add(p)
         return p
 
     cdef bint _step_eagerly(self, fuse_req_t req, int op, object coro, ReqState *st, object aux,

@@ -107,16 +107,20 @@ class Driver:
         self.backend.interrupt()
 
     async def _worker(self):
+        pump = self.session.pump
         self._workers += 1
         try:
             while not self._stopping:
                 self._ready += 1
                 try:
                     if self._read_lock is None:
-                        p = await self._next()
+                        # the next request is often queued already (the client ran
+                        # while we replied): take it without an extra coroutine
+                        batch = pump(1)
+                        p = batch[0] if batch else await self._next(batch)
                     else:
                         async with self._read_lock:
-                            p = await self._next()
+                            p = await self._next(pump(1))
                 finally:
                     self._ready -= 1
                 if p is None:
@@ -139,11 +143,10 @@ class Driver:
             if self._workers == 0:
                 self.session.served.set()
 
-    async def _next(self):
-        """-> the next request whose coroutine is to run, or None to stop."""
-        pump = self.session.pump
+    async def _next(self, batch):
+        """-> the next request whose coroutine is to run, or None to stop;
+        ``batch`` is what a pump(1) just returned."""
         while not self._stopping:
-            batch = pump(1)
             if batch:
                 return batch[0]
             if batch is None:
@@ -152,4 +155,5 @@ class Driver:
                 self.on_end()
                 return None
             await self.backend.wait_readable(self._fd)
+            batch = self.session.pump(1)
         return None

@@ -22,6 +22,7 @@ import asyncio as _asyncio
 import collections
 import ctypes
 import errno
+import functools
 import inspect
 import logging
 import os
@@ -87,9 +88,11 @@ class EntryAttributes(metaclass=_Alias):
     _wrapped = _fs.EntryAttributes
 
     def __new__(cls):
-        e = _fs.EntryAttributes()
-        e.st_mode = _stat.S_IFREG
-        return e
+        return _ENTRY_TEMPLATE.copy()   # one C call: handlers make one per request
+
+
+_ENTRY_TEMPLATE = _fs.EntryAttributes()
+_ENTRY_TEMPLATE.st_mode = _stat.S_IFREG
 
 
 class StatvfsData(metaclass=_Alias):
@@ -294,6 +297,27 @@ def _expect(value, types, what):
     return value
 
 
+@functools.lru_cache(maxsize=None)
+def _forward(name, returns=None):
+    """An adapter handler passing the request straight to the filesystem's
+    ``name`` (one coroutine per request, not two), checking the result type."""
+    what = f'{name}()'
+
+    async def handler(self, *args):
+        try:
+            res = getattr(self._ops, name)(*args)
+            if type(res) is _CoroutineType or inspect.isawaitable(res):
+                res = await res
+        except _fs.FUSEError:
+            raise
+        except Exception as e:
+            self._state.fail(e)
+            raise FUSEError(errno.EIO) from None
+        return res if returns is None else self._expect(res, returns, what)
+    handler.__name__ = handler.__qualname__ = name
+    return handler
+
+
 class _Adapter(_CoreOperations):
     """fuseshim Operations forwarding to a pyfuse3 Operations object.  Only
     the requests pyfuse3 registers are defined here, so fuseshim registers
@@ -309,16 +333,8 @@ class _Adapter(_CoreOperations):
         self.supports_dot_lookup = bool(getattr(ops, 'supports_dot_lookup', True))
 
     async def _call(self, name, *args):
-        try:
-            res = getattr(self._ops, name)(*args)
-            if type(res) is _CoroutineType or inspect.isawaitable(res):
-                res = await res
-            return res
-        except _fs.FUSEError:
-            raise
-        except Exception as e:
-            self._state.fail(e)
-            raise FUSEError(errno.EIO) from None
+        """For the handlers that do more than forward (mkdir, readdir, ...)."""
+        return await _forward(name)(self, *args)
 
     def _checked(self, fn):
         try:
@@ -339,73 +355,30 @@ class _Adapter(_CoreOperations):
         except Exception:
             log.exception('pyfuse3 compat: Operations.init() raised (ignored, as in pyfuse3)')
 
-    async def lookup(self, parent_inode, name, ctx):
-        r = await self._call('lookup', parent_inode, name, ctx)
-        return self._expect(r, _fs.EntryAttributes, 'lookup()')
-
-    async def forget(self, inode_list):
-        await self._call('forget', inode_list)
-
-    async def getattr(self, inode, ctx):
-        r = await self._call('getattr', inode, ctx)
-        return self._expect(r, _fs.EntryAttributes, 'getattr()')
-
-    async def setattr(self, inode, attr, fields, fh, ctx):
-        r = await self._call('setattr', inode, attr, fields, fh, ctx)
-        return self._expect(r, _fs.EntryAttributes, 'setattr()')
-
-    async def readlink(self, inode, ctx):
-        return await self._call('readlink', inode, ctx)
-
-    async def mknod(self, parent_inode, name, mode, rdev, ctx):
-        r = await self._call('mknod', parent_inode, name, mode, rdev, ctx)
-        return self._expect(r, _fs.EntryAttributes, 'mknod()')
+    lookup = _forward('lookup', _fs.EntryAttributes)
+    forget = _forward('forget')
+    getattr = _forward('getattr', _fs.EntryAttributes)
+    setattr = _forward('setattr', _fs.EntryAttributes)
+    readlink = _forward('readlink')
+    mknod = _forward('mknod', _fs.EntryAttributes)
 
     async def mkdir(self, parent_inode, name, mode, ctx):
         mode = (mode & ~_stat.S_IFMT(0o177777)) | _stat.S_IFDIR   # as pyfuse3 does
         r = await self._call('mkdir', parent_inode, name, mode, ctx)
         return self._expect(r, _fs.EntryAttributes, 'mkdir()')
 
-    async def unlink(self, parent_inode, name, ctx):
-        await self._call('unlink', parent_inode, name, ctx)
-
-    async def rmdir(self, parent_inode, name, ctx):
-        await self._call('rmdir', parent_inode, name, ctx)
-
-    async def symlink(self, parent_inode, name, target, ctx):
-        r = await self._call('symlink', parent_inode, name, target, ctx)
-        return self._expect(r, _fs.EntryAttributes, 'symlink()')
-
-    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
-        await self._call('rename', parent_inode_old, name_old, parent_inode_new, name_new,
-                         flags, ctx)
-
-    async def link(self, inode, new_parent_inode, new_name, ctx):
-        r = await self._call('link', inode, new_parent_inode, new_name, ctx)
-        return self._expect(r, _fs.EntryAttributes, 'link()')
-
-    async def open(self, inode, flags, ctx):
-        r = await self._call('open', inode, flags, ctx)
-        return self._expect(r, _fs.FileInfo, 'open()')
-
-    async def read(self, fh, off, size):
-        return await self._call('read', fh, off, size)
-
-    async def write(self, fh, off, buf):
-        return await self._call('write', fh, off, buf)
-
-    async def flush(self, fh):
-        await self._call('flush', fh)
-
-    async def release(self, fh):
-        await self._call('release', fh)
-
-    async def fsync(self, fh, datasync):
-        await self._call('fsync', fh, datasync)
-
-    async def opendir(self, inode, ctx):
-        r = await self._call('opendir', inode, ctx)
-        return self._expect(r, int, 'opendir()')
+    unlink = _forward('unlink')
+    rmdir = _forward('rmdir')
+    symlink = _forward('symlink', _fs.EntryAttributes)
+    rename = _forward('rename')
+    link = _forward('link', _fs.EntryAttributes)
+    open = _forward('open', _fs.FileInfo)
+    read = _forward('read')
+    write = _forward('write')
+    flush = _forward('flush')
+    release = _forward('release')
+    fsync = _forward('fsync')
+    opendir = _forward('opendir', int)
 
     async def readdir(self, fh, start_id, token):
         # pyfuse3 only answers READDIRPLUS, so every reported entry is a lookup.
@@ -422,27 +395,13 @@ class _Adapter(_CoreOperations):
             if counted:
                 await self._call('forget', list(counted.items()))
 
-    async def releasedir(self, fh):
-        await self._call('releasedir', fh)
-
-    async def fsyncdir(self, fh, datasync):
-        await self._call('fsyncdir', fh, datasync)
-
-    async def statfs(self, ctx):
-        r = await self._call('statfs', ctx)
-        return self._expect(r, _fs.StatvfsData, 'statfs()')
-
-    async def setxattr(self, inode, name, value, ctx):
-        await self._call('setxattr', inode, name, value, ctx)
-
-    async def getxattr(self, inode, name, ctx):
-        return await self._call('getxattr', inode, name, ctx)
-
-    async def listxattr(self, inode, ctx):
-        return await self._call('listxattr', inode, ctx)
-
-    async def removexattr(self, inode, name, ctx):
-        await self._call('removexattr', inode, name, ctx)
+    releasedir = _forward('releasedir')
+    fsyncdir = _forward('fsyncdir')
+    statfs = _forward('statfs', _fs.StatvfsData)
+    setxattr = _forward('setxattr')
+    getxattr = _forward('getxattr')
+    listxattr = _forward('listxattr')
+    removexattr = _forward('removexattr')
 
     async def access(self, inode, mode, ctx):
         # pyfuse3: a false result (None included) denies with EACCES
