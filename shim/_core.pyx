@@ -9,6 +9,7 @@ this file      syscalls the startup needs, version/feature reports, logging
 cimport cython
 from cpython.bytes cimport PyBytes_FromString, PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM
+from cpython.tuple cimport PyTuple_GET_ITEM
 from libc.errno cimport EINTR, EAGAIN
 from libc.stdint cimport uint32_t, int32_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, calloc, free

@@ -23,6 +23,25 @@ class FUSEError(Exception):
         return (FUSEError, (self.errno,))
 
 
+_StatResult = os.stat_result
+
+
+cdef Py_ssize_t _stat_slot(str name) except -1:
+    """Where os.stat_result keeps a named-only field: a probe whose slot i holds i."""
+    return getattr(_StatResult(tuple(range(_StatResult.n_fields))), name)
+
+
+cdef Py_ssize_t SLOT_RDEV = _stat_slot('st_rdev'), SLOT_BLKSIZE = _stat_slot('st_blksize')
+cdef Py_ssize_t SLOT_BLOCKS = _stat_slot('st_blocks'), SLOT_ATIME = _stat_slot('st_atime_ns')
+cdef Py_ssize_t SLOT_MTIME = _stat_slot('st_mtime_ns'), SLOT_CTIME = _stat_slot('st_ctime_ns')
+
+
+cdef inline object _stat_field(object st, bint exact, Py_ssize_t slot, str name):
+    # os.stat_result is a tuple underneath, named-only fields included: reading
+    # the slot beats an attribute lookup (other stat-like objects: getattr)
+    return <object>PyTuple_GET_ITEM(st, slot) if exact else getattr(st, name)
+
+
 @cython.final
 cdef class EntryAttributes:
     """Attributes of an inode plus the kernel cache timeouts (pyfuse3 names)."""
@@ -85,21 +104,20 @@ cdef class EntryAttributes:
     def from_stat(st, *, entry_timeout=None, attr_timeout=None):
         """Build from an ``os.stat_result`` (st_ino is copied too)."""
         cdef EntryAttributes a = EntryAttributes.__new__(EntryAttributes)
-        # os.stat_result's first ten fields are a tuple: indexing beats
-        # attribute lookup on this hot path (mode, ino, dev, nlink, uid, gid, size)
-        a.e.ino = st[1]
+        cdef bint exact = type(st) is _StatResult
+        a.e.ino = _stat_field(st, exact, 1, 'st_ino')
         a.e.attr.st_ino = a.e.ino
-        a.e.attr.st_mode = st[0]
-        a.e.attr.st_nlink = st[3]
-        a.e.attr.st_uid = st[4]
-        a.e.attr.st_gid = st[5]
-        a.e.attr.st_size = st[6]
-        a.e.attr.st_rdev = st.st_rdev
-        a.e.attr.st_blksize = st.st_blksize
-        a.e.attr.st_blocks = st.st_blocks
-        _set_ts(&a.e.attr.st_atim, st.st_atime_ns)
-        _set_ts(&a.e.attr.st_mtim, st.st_mtime_ns)
-        _set_ts(&a.e.attr.st_ctim, st.st_ctime_ns)
+        a.e.attr.st_mode = _stat_field(st, exact, 0, 'st_mode')
+        a.e.attr.st_nlink = _stat_field(st, exact, 3, 'st_nlink')
+        a.e.attr.st_uid = _stat_field(st, exact, 4, 'st_uid')
+        a.e.attr.st_gid = _stat_field(st, exact, 5, 'st_gid')
+        a.e.attr.st_size = _stat_field(st, exact, 6, 'st_size')
+        a.e.attr.st_rdev = _stat_field(st, exact, SLOT_RDEV, 'st_rdev')
+        a.e.attr.st_blksize = _stat_field(st, exact, SLOT_BLKSIZE, 'st_blksize')
+        a.e.attr.st_blocks = _stat_field(st, exact, SLOT_BLOCKS, 'st_blocks')
+        _set_ts(&a.e.attr.st_atim, _stat_field(st, exact, SLOT_ATIME, 'st_atime_ns'))
+        _set_ts(&a.e.attr.st_mtim, _stat_field(st, exact, SLOT_MTIME, 'st_mtime_ns'))
+        _set_ts(&a.e.attr.st_ctim, _stat_field(st, exact, SLOT_CTIME, 'st_ctime_ns'))
         if entry_timeout is not None:
             a.e.entry_timeout = entry_timeout
         if attr_timeout is not None:
