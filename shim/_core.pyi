@@ -28,6 +28,9 @@ class EntryAttributes:
     @staticmethod
     def from_stat(st: Any, *, entry_timeout: float | None = ...,
                   attr_timeout: float | None = ...) -> EntryAttributes: ...
+    @staticmethod
+    def lstat(path: str | bytes | os.PathLike[str] | os.PathLike[bytes], *,
+              entry_timeout: float | None = ..., attr_timeout: float | None = ...) -> EntryAttributes: ...
     def copy(self) -> EntryAttributes: ...
 
 class FileInfo:

@@ -67,6 +67,9 @@ cdef extern from "<sys/mount.h>" nogil:
 cdef extern from "<errno.h>" nogil:
     int c_errno "errno"
 
+cdef extern from "<sys/stat.h>" nogil:
+    int c_lstat "lstat"(const char *path, struct_stat *buf)
+
 include "_types.pxi"
 include "_dispatch.pxi"
 include "_session.pxi"

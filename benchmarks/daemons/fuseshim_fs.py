@@ -30,7 +30,8 @@ PLUS_VISIBLE = hasattr(fuseshim.ReaddirToken, 'plus')
 # entries go out without attributes (nodeid 0: no lookup counted), so both
 # kinds of request cost the same as plain READDIR.
 DirListing = getattr(fuseshim, 'DirListing', None)
-from_stat = EntryAttributes.from_stat
+# lstat(2) straight into the reply's attributes (no os.stat_result)
+lstat = EntryAttributes.lstat
 
 
 class PassFS(fuseshim.Operations):
@@ -48,12 +49,12 @@ class PassFS(fuseshim.Operations):
         self.dir_ids = itertools.count(1)
 
     def _entry(self, path):
-        st = os.lstat(path)
-        a = from_stat(st, entry_timeout=0, attr_timeout=0)
-        if st.st_ino == self.root_ino:
+        a = lstat(path, entry_timeout=0, attr_timeout=0)
+        ino = a.st_ino
+        if ino == self.root_ino:
             a.st_ino = ROOT_INODE
         else:
-            self.paths[st.st_ino] = path
+            self.paths[ino] = path
         return a
 
     def _path(self, inode):
@@ -73,10 +74,9 @@ class PassFS(fuseshim.Operations):
 
     def getattr(self, inode, ctx):
         try:
-            st = os.lstat(self._path(inode))
+            a = lstat(self._path(inode), entry_timeout=0, attr_timeout=0)
         except OSError as e:
             raise FUSEError(e.errno) from None
-        a = from_stat(st, entry_timeout=0, attr_timeout=0)
         a.st_ino = inode
         return a
 
