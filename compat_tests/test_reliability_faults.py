@@ -39,7 +39,9 @@ IO_CLIENT = textwrap.dedent('''
     import errno, json, os, sys, time
     path, mode = sys.argv[1], sys.argv[2]
     if mode == 'list':
-        fd = None
+        # listed through an fd: once auto_unmount detached the dead mount, the
+        # path would name the empty directory underneath and never fail
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     else:
         fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
         os.pwrite(fd, b'x' * (1 << 20), 0)
@@ -54,7 +56,7 @@ IO_CLIENT = textwrap.dedent('''
                 os.pread(fd, 65536, (n % 16) * 65536)
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # next read: the daemon
             else:
-                os.listdir(path)
+                os.listdir(fd)
             n += 1
         except OSError as e:
             print(json.dumps({'errno': e.errno, 'name': errno.errorcode.get(e.errno),
