@@ -207,7 +207,7 @@ class Mount:
                 os.close(fd)
             raise
         self._session.want = self._wanted_caps()
-        if self.serve is None:  # several workers were asked for: they read, the loop runs coroutines
+        if self.serve is None:  # async handlers: the loop reads, unless workers were asked for
             self.serve = 'loop' if self._session.uses_async and self.workers == 1 else 'threads'
         self._session.use_mode(self.serve)
         try:
@@ -270,7 +270,8 @@ class Mount:
         s = self._session
         if self.serve == 'external':
             return
-        if not (s.uses_async or self.serve == 'loop' or asyncio.iscoroutinefunction(getattr(self.ops, 'init', None))
+        if not (s.uses_async or self.serve == 'loop'
+                or asyncio.iscoroutinefunction(getattr(self.ops, 'init', None))
                 or asyncio.iscoroutinefunction(getattr(self.ops, 'destroy', None))):
             return
         if self._loop is None:
@@ -296,7 +297,8 @@ class Mount:
         for t in self._threads:
             t.join(self.init_timeout)
             if t.is_alive():
-                raise InitTimeout(errno.ETIMEDOUT, 'the INIT thread did not return', self.mountpoint)
+                raise InitTimeout(errno.ETIMEDOUT, 'the INIT thread did not return',
+                                  self.mountpoint)
         self._threads.clear()
         self._loop_attached = True
         if self.serve == 'loop':

@@ -345,7 +345,9 @@ class _Adapter(_CoreOperations):
 
     def _expect(self, value, types, what):
         # the hot path: one isinstance, no closure
-        return value if isinstance(value, types) else self._checked(lambda: _expect(value, types, what))
+        if isinstance(value, types):
+            return value
+        return self._checked(lambda: _expect(value, types, what))
 
     # pyfuse3 runs init() synchronously while answering FUSE_INIT and ignores
     # what it raises (Cython prints "Exception ignored").
