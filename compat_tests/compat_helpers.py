@@ -201,7 +201,12 @@ def run_fs(api, fs, mnt, body, *, startup=None, args=(), stop='umount', env=None
     ``api`` in a subprocess, run ``body(mnt)``, stop it; return
     (body result, FsProcess)."""
     cmd = [sys.executable, RUNNER, '--api', api, '--fs', fs, '--mnt', mnt, *args]
-    p = FsProcess(cmd, mnt, env=runner_env(api, startup, env), timeout=timeout)
+    return _serve_and_run(FsProcess(cmd, mnt, env=runner_env(api, startup, env), timeout=timeout),
+                          body, stop)
+
+
+def _serve_and_run(p: FsProcess, body, stop):
+    """Run ``body(mnt)`` while ``p`` serves, then stop it (also when body fails)."""
     with p:
         try:
             result = body(p.mnt)
@@ -305,16 +310,8 @@ MFUSEPY_RULES = [(r'^import mfusepy as fuse$', 'import fuseshim.compat.mfusepy a
 def run_example(script: Path, args, mnt, body, *, env_api, startup=None, stop='umount',
                 cwd=None, timeout=60.0, env=None):
     cmd = [sys.executable, script, *args]
-    p = FsProcess(cmd, mnt, env=runner_env(env_api, startup, env), cwd=cwd, timeout=timeout)
-    with p:
-        try:
-            result = body(p.mnt)
-        except BaseException:
-            p.stop()
-            raise
-        if stop is not None:
-            p.stop(stop)
-    return result, p
+    return _serve_and_run(FsProcess(cmd, mnt, env=runner_env(env_api, startup, env), cwd=cwd,
+                                    timeout=timeout), body, stop)
 
 
 # ---------------------------------------------------------------- probes

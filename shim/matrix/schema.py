@@ -132,6 +132,17 @@ class Checker:
             return False
         return True
 
+    def section_list(self, doc, key: str, what: str):
+        """doc[key] as a non-empty list; None (reported) if it is not one,
+        and also None (not an error) if the section is absent."""
+        if key not in doc:
+            return None
+        lst = doc[key]
+        if not isinstance(lst, list) or not lst:
+            self.err(key, f'expected a non-empty list of {what}, got {_kind(lst)}', doc, key)
+            return None
+        return lst
+
     def keys(self, d: dict, path: str, allowed: set, required: set = frozenset()):
         for k in d:
             if k not in allowed:
@@ -361,12 +372,8 @@ def _dupes(c, values, path, node):
 
 def _check_libfuse(c: Checker, doc) -> list:
     out = []
-    lst = doc.get('libfuse')
-    if 'libfuse' not in doc:
-        return out
-    if not isinstance(lst, list) or not lst:
-        c.err('libfuse', f'expected a non-empty list of libfuse versions, got {_kind(lst)}',
-              doc, 'libfuse')
+    lst = c.section_list(doc, 'libfuse', 'libfuse versions')
+    if lst is None:
         return out
     seen = set()
     for i, e in enumerate(lst):
@@ -415,12 +422,8 @@ def _check_libfuse(c: Checker, doc) -> list:
 
 def _check_kernels(c: Checker, doc) -> list:
     out = []
-    lst = doc.get('kernels')
-    if 'kernels' not in doc:
-        return out
-    if not isinstance(lst, list) or not lst:
-        c.err('kernels', f'expected a non-empty list of kernels, got {_kind(lst)}',
-              doc, 'kernels')
+    lst = c.section_list(doc, 'kernels', 'kernels')
+    if lst is None:
         return out
     seen = set()
     for i, e in enumerate(lst):
