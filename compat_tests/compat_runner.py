@@ -4,11 +4,12 @@ unmounted.  Used by the differential tests (compat_helpers.run_fs):
     python compat_runner.py --api pyfuse3|pyfuse3-compat|fusepy|fusepy-compat|
                                   mfusepy|mfusepy-compat
                             --fs module:factory --mnt DIR
-                            [--asyncio] [--params JSON] [--options JSON]
+                            [--asyncio] [--params JSON] [--options JSON] [--cpu N]
 
 ``factory(lib, **params)`` (defined once, in a test module) returns the
 Operations object for the API module ``lib``.  --options are FUSE() keyword
-arguments (fusepy) or extra mount options (pyfuse3).
+arguments (fusepy) or extra mount options (pyfuse3).  --cpu pins the process
+(all its threads) to one CPU.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 
 APIS = {
@@ -36,7 +38,10 @@ def main():
     p.add_argument('--asyncio', action='store_true')
     p.add_argument('--params', default='{}')
     p.add_argument('--options', default=None)
+    p.add_argument('--cpu', type=int, default=None)
     a = p.parse_args()
+    if a.cpu is not None:
+        os.sched_setaffinity(0, {a.cpu})
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format='%(levelname)s %(name)s: %(message)s')
     lib = importlib.import_module(APIS[a.api])

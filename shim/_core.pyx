@@ -10,6 +10,8 @@ cimport cython
 from cpython.bytes cimport PyBytes_FromString, PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM
 from cpython.tuple cimport PyTuple_GET_ITEM
+from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
+                               PyThread_acquire_lock, PyThread_release_lock, NOWAIT_LOCK, WAIT_LOCK)
 from libc.errno cimport EINTR, EAGAIN
 from libc.stdint cimport uint32_t, int32_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, calloc, free

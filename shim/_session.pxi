@@ -35,7 +35,8 @@ cdef class _Pending:
     """A request whose coroutine handler has not finished yet."""
     cdef Session session
     cdef fuse_req_t req
-    cdef int op
+    cdef readonly int op          # index into OP_NAMES
+    cdef bint tracked             # in session.pending
     cdef ReqState st
     cdef object aux
     cdef object ctx
@@ -60,14 +61,18 @@ cdef class _Pending:
         self.coro = None
         # The lock orders this reply against Session.destroy(): a request
         # outliving its session is dropped, never answered through freed memory.
-        with s.lock:
-            s.pending.discard(self)
+        _lock(s)
+        try:
+            if self.tracked:
+                s.pending.discard(self)
             if s.destroyed or self.req is NULL:
                 return
             _reply_outcome(s, self.req, self.op, result, exc, &self.st, self.aux)
             self.req = NULL
             if self.ctx is not None:
                 (<RequestContext>self.ctx).req = NULL
+        finally:
+            PyThread_release_lock(s.lock)
 
 
 cdef inline void _reply_outcome(Session s, fuse_req_t req, int op, object result, object exc,
@@ -136,7 +141,9 @@ cdef class Session:
     cdef uint64_t init_unique
     cdef bint destroyed
     cdef dict backing_ids
-    cdef object lock
+    # orders replies against destroy() and guards pending/backing_ids; a C
+    # lock because finish() takes it for every coroutine-answered request
+    cdef PyThread_type_lock lock
     cdef set pending
     cdef readonly int serve_mode
     cdef int reading              # a worker is in (or entering) receive: shim_claim_reader
@@ -163,7 +170,9 @@ cdef class Session:
         self.granted = {}
         self.backing_ids = {}
         self.pending = set()
-        self.lock = threading.Lock()
+        self.lock = PyThread_allocate_lock()
+        if self.lock is NULL:
+            raise MemoryError()
         self.served = threading.Event()
         self.collected = []
         _fill_ops(&self.llops, implemented)
@@ -186,6 +195,8 @@ cdef class Session:
             fuse_session_destroy(self.se)
             self.se = NULL
         free(self.pump_buf.mem)
+        if self.lock is not NULL:
+            PyThread_free_lock(self.lock)
 
     @property
     def uses_async(self):
@@ -344,8 +355,9 @@ cdef class Session:
         answered) and closes the /dev/fuse fd."""
         if self.se is NULL or self.destroyed:
             return
-        with self.lock:
-            self.destroyed = True
+        _lock(self)
+        self.destroyed = True
+        PyThread_release_lock(self.lock)
         with nogil:
             fuse_session_destroy(self.se)
         self.se = NULL
@@ -407,8 +419,11 @@ cdef class Session:
     def abandon_pending(self):
         """At teardown: cancel coroutine handlers still running and return
         their operation names (their requests die with the connection)."""
-        with self.lock:
+        _lock(self)
+        try:
             pending = list(self.pending)
+        finally:
+            PyThread_release_lock(self.lock)
         for p in pending:
             task = (<_Pending>p).task
             if task is not None:
@@ -444,8 +459,12 @@ cdef class Session:
         if st is not NULL:
             p.st = st[0]
         if self.serve_mode != SERVE_EXTERNAL:  # the outside driver tracks its own
-            with self.lock:
+            _lock(self)
+            try:
                 self.pending.add(p)
+                p.tracked = True
+            finally:
+                PyThread_release_lock(self.lock)
         return p
 
     cdef bint _step_eagerly(self, fuse_req_t req, int op, object coro, ReqState *st, object aux,
@@ -495,14 +514,20 @@ cdef class Session:
         # FOPEN_PASSTHROUGH_MASK (direct_io, parallel writes, noflush).
         fi.keep_cache = 0
         fi.nonseekable = 0
-        with self.lock:
+        _lock(self)
+        try:
             self.backing_ids[fi.fh] = bid
+        finally:
+            PyThread_release_lock(self.lock)
 
     cdef void _detach_backing(self, fuse_req_t req, uint64_t fh) noexcept:
         if not self.backing_ids:
             return
-        with self.lock:
+        _lock(self)
+        try:
             bid = self.backing_ids.pop(fh, None)
+        finally:
+            PyThread_release_lock(self.lock)
         if bid is not None:
             shim_passthrough_close(req, bid)
 
@@ -548,6 +573,14 @@ cdef class Session:
         with nogil:
             rc = fuse_lowlevel_notify_retrieve(self.se, inode, size, offset, <void*>cookie)
         _check_notify(rc, 'notify_retrieve')
+
+
+cdef inline void _lock(Session s) noexcept:
+    """Take the session lock (GIL held).  Blocking waits drop the GIL: the
+    holder may need it to finish its critical section."""
+    if not PyThread_acquire_lock(s.lock, NOWAIT_LOCK):
+        with nogil:
+            PyThread_acquire_lock(s.lock, WAIT_LOCK)
 
 
 cdef inline int64_t _monotonic_ns() noexcept nogil:

@@ -17,14 +17,19 @@ import asyncio
 import errno
 
 import fuseshim as _fs
+from fuseshim._core import OP_NAMES
 
 
 class TrioBackend:
     def __init__(self, trio, nursery):
         self._trio = trio
         self._nursery = nursery
-        self._scopes = set()
         self.cancelled = trio.Cancelled
+        # interrupt() wakes waiters with notify_closing(), as pyfuse3's
+        # terminate() does: a CancelScope per wait cost ~15 % of a request
+        self.wait_readable = trio.lowlevel.wait_readable
+        self.interrupted = trio.ClosedResourceError
+        self.checkpoint = trio.lowlevel.checkpoint
 
     def spawn(self, fn):
         self._nursery.start_soon(fn)
@@ -32,21 +37,15 @@ class TrioBackend:
     def lock(self):
         return self._trio.Lock()
 
-    async def wait_readable(self, fd):
-        with self._trio.CancelScope() as scope:
-            self._scopes.add(scope)
-            try:
-                await self._trio.lowlevel.wait_readable(fd)
-            finally:
-                self._scopes.discard(scope)
-
-    def interrupt(self):
-        for scope in self._scopes:
-            scope.cancel()
+    def interrupt(self, fd):
+        # notify_closing() leaves the fd open and usable: a later wait
+        # registers it again
+        self._trio.lowlevel.notify_closing(fd)
 
 
 class AsyncioBackend:
     cancelled = asyncio.CancelledError
+    interrupted = ()   # interrupt() makes wait_readable() return instead
 
     def __init__(self, loop):
         self._loop = loop
@@ -61,6 +60,9 @@ class AsyncioBackend:
     def lock(self):
         return asyncio.Lock()
 
+    async def checkpoint(self):
+        await asyncio.sleep(0)
+
     async def wait_readable(self, fd):
         fut = self._loop.create_future()
         self._waiting.add(fut)
@@ -71,7 +73,7 @@ class AsyncioBackend:
             self._loop.remove_reader(fd)
             self._waiting.discard(fut)
 
-    def interrupt(self):
+    def interrupt(self, fd):
         for fut in self._waiting:
             _resolve(fut)
 
@@ -83,13 +85,26 @@ def _resolve(fut):
 
 class Driver:
     """Workers reading ``session`` in an event loop until stop() or the end
-    of the filesystem (then ``on_end`` is called, on the loop's thread)."""
+    of the filesystem (then ``on_end`` is called, on the loop's thread).
 
-    def __init__(self, session, backend, max_tasks, on_end):
+    ``expect`` (optional) is indexed by a request's op number: the type its
+    handler's result must have, or None; ``on_error(exc)`` is given an
+    exception other than FUSEError raised by a handler, or the TypeError of
+    a result of the wrong type, and returns what to answer the request with.
+    Together they let an adapter hand the filesystem's own coroutines to the
+    session instead of wrapping each request in a checking coroutine."""
+
+    # a worker whose requests are always queued never waits: let the loop's
+    # other tasks (terminate(), signals) run at least this often
+    CHECKPOINT_EVERY = 64
+
+    def __init__(self, session, backend, max_tasks, on_end, expect=None, on_error=None):
         self.session = session
         self.backend = backend
         self.max_tasks = max(1, max_tasks)
         self.on_end = on_end
+        self.expect = expect
+        self.on_error = on_error or (lambda exc: exc)
         self._fd = session.fd
         # one reader at a time: trio refuses two tasks waiting on one fd
         self._read_lock = backend.lock() if self.max_tasks > 1 else None
@@ -104,10 +119,15 @@ class Driver:
     def stop(self):
         """Let busy workers finish their request, end idle ones."""
         self._stopping = True
-        self.backend.interrupt()
+        self.backend.interrupt(self._fd)
 
     async def _worker(self):
+        # The hot path: everything per request is inline here (no coroutine
+        # but the handler's own).
         pump = self.session.pump
+        expect, on_error = self.expect, self.on_error
+        cancelled = self.backend.cancelled
+        untaken = self.CHECKPOINT_EVERY
         self._workers += 1
         try:
             while not self._stopping:
@@ -117,7 +137,12 @@ class Driver:
                         # the next request is often queued already (the client ran
                         # while we replied): take it without an extra coroutine
                         batch = pump(1)
-                        p = batch[0] if batch else await self._next(batch)
+                        if batch:
+                            p = batch[0]
+                            untaken -= 1
+                        else:
+                            p = await self._next(batch)
+                            untaken = self.CHECKPOINT_EVERY
                     else:
                         async with self._read_lock:
                             p = await self._next(pump(1))
@@ -129,15 +154,27 @@ class Driver:
                     self.backend.spawn(self._worker)
                 try:
                     res = await p.coro
-                except self.backend.cancelled:
+                except _fs.FUSEError as exc:
+                    p.finish(None, exc)
+                except cancelled:
                     p.finish(None, _fs.FUSEError(errno.EINTR))
                     raise
+                except Exception as exc:
+                    p.finish(None, on_error(exc))
                 except BaseException as exc:
                     p.finish(None, exc)
-                    if not isinstance(exc, Exception):
-                        raise
+                    raise
                 else:
-                    p.finish(res)
+                    want = None if expect is None else expect[p.op]
+                    if want is None or isinstance(res, want):
+                        p.finish(res)
+                    else:
+                        p.finish(None, on_error(TypeError(
+                            f'{OP_NAMES[p.op]}() must return {want.__name__}, '
+                            f'not {type(res).__name__}')))
+                if untaken <= 0:
+                    untaken = self.CHECKPOINT_EVERY
+                    await self.backend.checkpoint()
         finally:
             self._workers -= 1
             if self._workers == 0:
@@ -145,15 +182,20 @@ class Driver:
 
     async def _next(self, batch):
         """-> the next request whose coroutine is to run, or None to stop;
-        ``batch`` is what a pump(1) just returned."""
-        while not self._stopping:
+        ``batch`` is what a pump(1) just returned (a request it took is
+        served even when stopping: its reply is owed)."""
+        while True:
             if batch:
                 return batch[0]
             if batch is None:
                 self._stopping = True
-                self.backend.interrupt()
+                self.backend.interrupt(self._fd)
                 self.on_end()
                 return None
-            await self.backend.wait_readable(self._fd)
+            if self._stopping:
+                return None
+            try:
+                await self.backend.wait_readable(self._fd)
+            except self.backend.interrupted:
+                continue   # stop() woke us
             batch = self.session.pump(1)
-        return None

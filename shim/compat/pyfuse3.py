@@ -38,6 +38,7 @@ except ImportError:  # pragma: no cover - pyfuse3 itself requires trio
     trio = None
 
 import fuseshim as _fs
+from fuseshim._core import OP_NAMES as _OP_NAMES
 from fuseshim.operations import Operations as _CoreOperations
 
 from . import _driver, startup_mode
@@ -299,8 +300,9 @@ def _expect(value, types, what):
 
 @functools.lru_cache(maxsize=None)
 def _forward(name, returns=None):
-    """An adapter handler passing the request straight to the filesystem's
-    ``name`` (one coroutine per request, not two), checking the result type."""
+    """An adapter handler passing the request to the filesystem's ``name``
+    and checking the result type: for the handlers that do more than
+    forward, and for filesystem methods that are not coroutine functions."""
     what = f'{name}()'
 
     async def handler(self, *args):
@@ -318,6 +320,18 @@ def _forward(name, returns=None):
     return handler
 
 
+# The requests forwarded unchanged, with the type the result must have.
+_FORWARDED = {
+    'lookup': _fs.EntryAttributes, 'forget': None, 'getattr': _fs.EntryAttributes,
+    'setattr': _fs.EntryAttributes, 'readlink': None, 'mknod': _fs.EntryAttributes,
+    'unlink': None, 'rmdir': None, 'symlink': _fs.EntryAttributes, 'rename': None,
+    'link': _fs.EntryAttributes, 'open': _fs.FileInfo, 'read': None, 'write': None,
+    'flush': None, 'release': None, 'fsync': None, 'opendir': int, 'releasedir': None,
+    'fsyncdir': None, 'statfs': _fs.StatvfsData, 'setxattr': None, 'getxattr': None,
+    'listxattr': None, 'removexattr': None,
+}
+
+
 class _Adapter(_CoreOperations):
     """fuseshim Operations forwarding to a pyfuse3 Operations object.  Only
     the requests pyfuse3 registers are defined here, so fuseshim registers
@@ -328,6 +342,15 @@ class _Adapter(_CoreOperations):
     def __init__(self, ops, state):
         self._ops = ops
         self._state = state
+        # The filesystem's own coroutine functions are handed to fuseshim as
+        # they are (one coroutine per request, no wrapper); the Driver checks
+        # their results and errors with ``expect`` and ``on_error``.
+        self.expect = [None] * len(_OP_NAMES)
+        for name, returns in _FORWARDED.items():
+            fn = getattr(ops, name, None)
+            if inspect.iscoroutinefunction(fn):
+                setattr(self, name, fn)
+                self.expect[_OP_NAMES.index(name)] = returns
         self.enable_writeback_cache = bool(getattr(ops, 'enable_writeback_cache', False))
         self.enable_acl = bool(getattr(ops, 'enable_acl', False))
         self.supports_dot_lookup = bool(getattr(ops, 'supports_dot_lookup', True))
@@ -335,6 +358,12 @@ class _Adapter(_CoreOperations):
     async def _call(self, name, *args):
         """For the handlers that do more than forward (mkdir, readdir, ...)."""
         return await _forward(name)(self, *args)
+
+    def on_error(self, exc):
+        """What a request whose handler raised ``exc`` (not a FUSEError) is
+        answered with; main() re-raises ``exc`` (pyfuse3 lets it escape)."""
+        self._state.fail(exc)
+        return FUSEError(errno.EIO)
 
     def _checked(self, fn):
         try:
@@ -357,30 +386,10 @@ class _Adapter(_CoreOperations):
         except Exception:
             log.exception('pyfuse3 compat: Operations.init() raised (ignored, as in pyfuse3)')
 
-    lookup = _forward('lookup', _fs.EntryAttributes)
-    forget = _forward('forget')
-    getattr = _forward('getattr', _fs.EntryAttributes)
-    setattr = _forward('setattr', _fs.EntryAttributes)
-    readlink = _forward('readlink')
-    mknod = _forward('mknod', _fs.EntryAttributes)
-
     async def mkdir(self, parent_inode, name, mode, ctx):
         mode = (mode & ~_stat.S_IFMT(0o177777)) | _stat.S_IFDIR   # as pyfuse3 does
         r = await self._call('mkdir', parent_inode, name, mode, ctx)
         return self._expect(r, _fs.EntryAttributes, 'mkdir()')
-
-    unlink = _forward('unlink')
-    rmdir = _forward('rmdir')
-    symlink = _forward('symlink', _fs.EntryAttributes)
-    rename = _forward('rename')
-    link = _forward('link', _fs.EntryAttributes)
-    open = _forward('open', _fs.FileInfo)
-    read = _forward('read')
-    write = _forward('write')
-    flush = _forward('flush')
-    release = _forward('release')
-    fsync = _forward('fsync')
-    opendir = _forward('opendir', int)
 
     async def readdir(self, fh, start_id, token):
         # pyfuse3 only answers READDIRPLUS, so every reported entry is a lookup.
@@ -396,14 +405,6 @@ class _Adapter(_CoreOperations):
             counted, t._counted = t._counted, collections.Counter()
             if counted:
                 await self._call('forget', list(counted.items()))
-
-    releasedir = _forward('releasedir')
-    fsyncdir = _forward('fsyncdir')
-    statfs = _forward('statfs', _fs.StatvfsData)
-    setxattr = _forward('setxattr')
-    getxattr = _forward('getxattr')
-    listxattr = _forward('listxattr')
-    removexattr = _forward('removexattr')
 
     async def access(self, inode, mode, ctx):
         # pyfuse3: a false result (None included) denies with EACCES
@@ -426,6 +427,14 @@ class _Adapter(_CoreOperations):
         # fuseshim passes no request context for POLL: hand over a blank one
         r = await self._call('poll', inode, fh, handle, RequestContext())
         return int(r or 0)
+
+
+# The class-level handlers, for a filesystem method that is no coroutine
+# function (__init__ binds the others directly); defining them all here also
+# makes fuseshim register exactly pyfuse3's set of requests.
+for _name, _returns in _FORWARDED.items():
+    setattr(_Adapter, _name, _forward(_name, _returns))
+del _name, _returns
 
 
 # ---------------------------------------------------------------- main API
@@ -540,7 +549,9 @@ async def _serve(st, backend, max_tasks, stop, done):
     if st.fatal is not None or st.exit_requested:
         return
     st.stop = stop
-    driver = _driver.Driver(st.mount.session, backend, max_tasks, on_end=stop)
+    adapter = st.mount.ops
+    driver = _driver.Driver(st.mount.session, backend, max_tasks, on_end=stop,
+                            expect=adapter.expect, on_error=adapter.on_error)
     driver.start()
     try:
         await done.wait()
