@@ -3,6 +3,7 @@ directly, the read handler is never called.  Needs libfuse >= 3.17 at build
 time and Linux >= 6.9 with CAP_SYS_ADMIN; the matrix runs it on 3.17/3.18."""
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import stat
@@ -54,12 +55,19 @@ class BackedFS(fuseshim.Operations):
         os.close(fh)
 
 
-def test_reads_bypass_the_daemon(tmp_path):
+class AsyncBackedFS(BackedFS):
+    async def open(self, inode, flags, ctx):
+        await asyncio.sleep(0)   # suspends: answered later, from a Task
+        return super().open(inode, flags, ctx)
+
+
+@pytest.mark.parametrize('fs_class', [BackedFS, AsyncBackedFS], ids=['sync', 'async-open'])
+def test_reads_bypass_the_daemon(fs_class, tmp_path):
     backing = tmp_path / 'backing'
     backing.write_bytes(os.urandom(1 << 20))
     mnt = tmp_path / 'mnt'
     mnt.mkdir()
-    ops = BackedFS(str(backing))
+    ops = fs_class(str(backing))
     with fuseshim.mount(ops, mnt) as m:
         assert m.granted.get('passthrough'), m.granted
         assert (mnt / 'file').read_bytes() == backing.read_bytes()

@@ -39,8 +39,9 @@ class FileInfo:
     keep_cache: bool
     nonseekable: bool
     backing_fd: int
+    read_fd: int
     def __init__(self, fh: int = ..., direct_io: bool = ..., keep_cache: bool = ...,
-                 nonseekable: bool = ..., backing_fd: int = ...) -> None: ...
+                 nonseekable: bool = ..., backing_fd: int = ..., read_fd: int = ...) -> None: ...
 
 class FdRange:
     """read() result: up to ``size`` bytes of ``fd`` from ``offset``, answered zero-copy."""

@@ -54,6 +54,13 @@ cdef extern from "shim_compat.h" nogil:
     int shim_claim_reader(int *reading)
     void shim_release_reader(int *reading)
 
+cdef extern from "shim_readfd.h" nogil:
+    int shim_readfd_get(const void *session, uint64_t fh)
+    int shim_readfd_put(const void *session, uint64_t fh, int fd)
+    void shim_readfd_del(const void *session, uint64_t fh)
+    void shim_readfd_drop_session(const void *session)
+    size_t shim_readfd_count()
+
 cdef extern from "fuseshim_config.h":
     const char *FUSESHIM_LIBFUSE_BUILD_VERSION
     int HAVE_FUSE_PASSTHROUGH_OPEN

@@ -74,6 +74,7 @@ cdef int _reply(Session s, fuse_req_t req, int op, object res, ReqState *st,
     cdef const unsigned char[::1] view
     cdef bytes b
     cdef int rc = 0
+    cdef int read_fd = -1
     if op == OP_GETATTR or op == OP_SETATTR:
         ea = <EntryAttributes?>res
         rc = fuse_reply_attr(req, &ea.e.attr, ea.e.attr_timeout)
@@ -109,6 +110,8 @@ cdef int _reply(Session s, fuse_req_t req, int op, object res, ReqState *st,
             finfo._apply(&st.fi)
             if finfo.backing_fd >= 0:
                 s._attach_backing(req, &st.fi, finfo.backing_fd)
+            if op == OP_OPEN:
+                read_fd = _serve_reads_from(s, &st.fi, finfo.read_fd)
         else:  # pyfuse3's opendir returns the handle itself
             st.fi.fh = res
         rc = fuse_reply_open(req, &st.fi)
@@ -117,6 +120,7 @@ cdef int _reply(Session s, fuse_req_t req, int op, object res, ReqState *st,
         finfo._apply(&st.fi)
         if finfo.backing_fd >= 0:
             s._attach_backing(req, &st.fi, finfo.backing_fd)
+        read_fd = _serve_reads_from(s, &st.fi, finfo.read_fd)
         rc = fuse_reply_create(req, &ea.e, &st.fi)
     elif op == OP_READLINK:
         b = _as_bytes(res)
@@ -170,6 +174,8 @@ cdef int _reply(Session s, fuse_req_t req, int op, object res, ReqState *st,
         fuse_reply_none(req)
     else:  # operations whose success carries no data
         rc = fuse_reply_err(req, 0)
+    if rc < 0 and read_fd >= 0:   # the kernel never got the handle: no RELEASE will come
+        shim_readfd_del(<void*>s, st.fi.fh)
     if rc < 0 and rc != -errno.ENOENT:  # ENOENT: the request was interrupted meanwhile
         log.warning('fuseshim: replying to %s failed: %s', OP_NAMES[op], os.strerror(-rc))
     return 0
@@ -184,7 +190,6 @@ cdef int _reply_fd_range(Session s, fuse_req_t req, FdRange r, size_t asked) exc
     /dev/fuse).  Without it libfuse would pread into a fresh page-aligned
     buffer per request, measured slower than a bytes reply, so we pread into
     a bytes object ourselves then."""
-    cdef fuse_bufvec bv
     cdef int rc, fl, err
     cdef ssize_t n
     cdef bytes data
@@ -202,14 +207,8 @@ cdef int _reply_fd_range(Session s, fuse_req_t req, FdRange r, size_t asked) exc
     if r.size == 0:
         return fuse_reply_buf(req, NULL, 0)
     if s.granted.get('splice_write'):
-        memset(&bv, 0, sizeof(bv))
-        bv.count = 1
-        bv.buf[0].size = r.size
-        bv.buf[0].flags = <fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK)
-        bv.buf[0].fd = r.fd
-        bv.buf[0].pos = r.offset
         with nogil:  # up to max_read bytes moved: let other threads run meanwhile
-            rc = fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE)
+            rc = _reply_data_from_fd(req, r.fd, r.offset, r.size)
         return rc
     data = PyBytes_FromStringAndSize(NULL, r.size)
     p = PyBytes_AS_STRING(data)
@@ -220,6 +219,37 @@ cdef int _reply_fd_range(Session s, fuse_req_t req, FdRange r, size_t asked) exc
         else:
             rc = fuse_reply_buf(req, p, n)
     return rc
+
+
+cdef int _reply_data_from_fd(fuse_req_t req, int fd, off_t offset, size_t size) noexcept nogil:
+    """fuse_reply_data() on ``size`` bytes of ``fd`` at ``offset``: libfuse
+    splices them (splice_write granted) or reads them into its own buffer;
+    fewer at EOF make a short read, and a read error answers its errno."""
+    cdef fuse_bufvec bv
+    if size == 0:
+        return fuse_reply_buf(req, NULL, 0)
+    memset(&bv, 0, sizeof(bv))
+    bv.count = 1
+    bv.buf[0].size = size
+    bv.buf[0].flags = <fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK)
+    bv.buf[0].fd = fd
+    bv.buf[0].pos = offset
+    return fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE)
+
+
+cdef int _serve_reads_from(Session s, fuse_file_info *fi, int fd) except -2:
+    """FileInfo.read_fd: answer this handle's READs from ``fd`` in ll_read
+    (registered before the open reply, so no READ can come first).  -> fd."""
+    if fd < 0:
+        return -1
+    if shim_readfd_put(<void*>s, fi.fh, fd) != 0:
+        raise MemoryError()
+    return fd
+
+
+def _read_fd_handles():
+    """How many open handles have their READs answered from a read_fd (tests)."""
+    return shim_readfd_count()
 
 
 # ---------------------------------------------------------------- init/destroy
@@ -309,7 +339,16 @@ cdef void ll_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) noexcept w
     _call(_session(req), req, OP_OPEN, (ino, fi.flags, _make_ctx(req)), &st, None)
 
 cdef void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                  fuse_file_info *fi) noexcept with gil:
+                  fuse_file_info *fi) noexcept nogil:
+    # A handle opened with FileInfo.read_fd is answered here, without the GIL
+    cdef int fd = shim_readfd_get(fuse_req_userdata(req), fi.fh)
+    if fd >= 0:
+        _reply_data_from_fd(req, fd, off, size)
+    else:
+        _read_by_handler(req, size, off, fi)
+
+cdef void _read_by_handler(fuse_req_t req, size_t size, off_t off,
+                           fuse_file_info *fi) noexcept with gil:
     cdef ReqState st
     st.size = size
     _call(_session(req), req, OP_READ, (fi.fh, off, size), &st, None)
@@ -347,6 +386,7 @@ cdef void ll_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) noexcept 
 
 cdef void ll_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) noexcept with gil:
     cdef Session s = _session(req)
+    shim_readfd_del(<void*>s, fi.fh)   # before the handler may close the fd
     s._detach_backing(req, fi.fh)
     _call(s, req, OP_RELEASE, (fi.fh,), NULL, None)
 

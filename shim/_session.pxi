@@ -141,8 +141,8 @@ cdef class Session:
     cdef uint64_t init_unique
     cdef bint destroyed
     cdef dict backing_ids
-    # orders replies against destroy() and guards pending/backing_ids; a C
-    # lock because finish() takes it for every coroutine-answered request
+    # orders replies against destroy() and guards pending; a C lock because
+    # finish() takes it for every coroutine-answered request
     cdef PyThread_type_lock lock
     cdef set pending
     cdef readonly int serve_mode
@@ -194,6 +194,7 @@ cdef class Session:
         if self.se is not NULL and not self.destroyed:
             fuse_session_destroy(self.se)
             self.se = NULL
+        shim_readfd_drop_session(<void*>self)
         free(self.pump_buf.mem)
         if self.lock is not NULL:
             PyThread_free_lock(self.lock)
@@ -361,6 +362,7 @@ cdef class Session:
         with nogil:
             fuse_session_destroy(self.se)
         self.se = NULL
+        shim_readfd_drop_session(<void*>self)   # handles never released
 
     # -------------------------------------------------------------- init
 
@@ -514,20 +516,14 @@ cdef class Session:
         # FOPEN_PASSTHROUGH_MASK (direct_io, parallel writes, noflush).
         fi.keep_cache = 0
         fi.nonseekable = 0
-        _lock(self)
-        try:
-            self.backing_ids[fi.fh] = bid
-        finally:
-            PyThread_release_lock(self.lock)
+        # One dict operation under the GIL needs no lock -- and must not take
+        # the session lock: a coroutine's open is answered under it (finish())
+        self.backing_ids[fi.fh] = bid
 
     cdef void _detach_backing(self, fuse_req_t req, uint64_t fh) noexcept:
         if not self.backing_ids:
             return
-        _lock(self)
-        try:
-            bid = self.backing_ids.pop(fh, None)
-        finally:
-            PyThread_release_lock(self.lock)
+        bid = self.backing_ids.pop(fh, None)   # atomic under the GIL, as above
         if bid is not None:
             shim_passthrough_close(req, bid)
 

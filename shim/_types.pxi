@@ -235,20 +235,28 @@ cdef class FileInfo:
     descriptor whose reads and writes the kernel serves directly (FUSE
     passthrough); fuseshim registers it and releases the backing id on
     release.  keep_cache and nonseekable are dropped then: the kernel
-    refuses them on passthrough opens."""
+    refuses them on passthrough opens.
+
+    ``read_fd`` (any libfuse, any kernel): an open, readable file descriptor
+    fuseshim answers this handle's READ requests from, in C and without the
+    GIL (fuse_reply_data at the request's offset: spliced with splice_write,
+    else read into a buffer by libfuse) -- read() is not called for them.
+    Keep it open until release(); an fd closed earlier answers EBADF."""
     cdef public uint64_t fh
     cdef public bint direct_io
     cdef public bint keep_cache
     cdef public bint nonseekable
     cdef public int backing_fd
+    cdef public int read_fd
 
     def __init__(self, fh=0, direct_io=False, keep_cache=True, nonseekable=False,
-                 backing_fd=-1):
+                 backing_fd=-1, read_fd=-1):
         self.fh = fh
         self.direct_io = direct_io
         self.keep_cache = keep_cache
         self.nonseekable = nonseekable
         self.backing_fd = backing_fd
+        self.read_fd = read_fd
 
     cdef void _apply(self, fuse_file_info *fi) noexcept:
         fi.fh = self.fh

@@ -1,10 +1,12 @@
 """Passthrough on fuseshim's own API (sync or async handlers, 1..N workers).
 
     python -m benchmarks.daemons.fuseshim_fs SRC MNT [--async] [--workers N]
-        [--read-bytes] [--backing]
+        [--read {fd,range,bytes}] [--backing]
 
-read() answers with a fuseshim.FdRange (zero-copy: fuse_reply_data on the
-file's fd) where the binding has it; --read-bytes answers with os.pread bytes.
+Reads (--read): ``fd`` (default) opens files with FileInfo.read_fd, so
+fuseshim answers READs in C from the file's fd (fuse_reply_data, no Python
+call); ``range`` answers each READ in read() with a fuseshim.FdRange (the
+same reply, one handler call per READ); ``bytes`` with os.pread bytes.
 --backing opens files with FileInfo.backing_fd (FUSE passthrough: the kernel
 reads the backing file itself; needs fuseshim built against libfuse >= 3.17).
 """
@@ -37,8 +39,10 @@ lstat = EntryAttributes.lstat
 class PassFS(fuseshim.Operations):
     enable_readdirplus = PLUS_VISIBLE or DirListing is not None
 
-    def __init__(self, source, read_bytes=False, backing=False):
-        self.read_bytes = read_bytes or FdRange is None
+    def __init__(self, source, read='fd', backing=False):
+        self.read_bytes = read == 'bytes' or FdRange is None
+        # where the binding has it: READs answered in C, read() not called
+        self.read_fd = read == 'fd' and hasattr(FileInfo(), 'read_fd')
         self.backing = backing
         if backing:
             self.enable_passthrough = True
@@ -85,16 +89,20 @@ class PassFS(fuseshim.Operations):
             fd = os.open(self._path(inode), flags & OPEN_FLAG_MASK)
         except OSError as e:
             raise FUSEError(e.errno) from None
+        return self._handle(fd)
+
+    def _handle(self, fd):
         if self.backing:
             return FileInfo(fh=fd, keep_cache=False, backing_fd=fd)
+        if self.read_fd:
+            return FileInfo(fh=fd, keep_cache=False, read_fd=fd)
         return FileInfo(fh=fd, keep_cache=False)
 
     def create(self, parent_inode, name, mode, flags, ctx):
         path = self._path(parent_inode) + b'/' + name
         try:
             fd = os.open(path, flags | os.O_CREAT, mode)
-            return FileInfo(fh=fd, keep_cache=False,
-                            backing_fd=fd if self.backing else -1), self._entry(path)
+            return self._handle(fd), self._entry(path)
         except OSError as e:
             raise FUSEError(e.errno) from None
 
@@ -174,14 +182,14 @@ def main(argv=None):
     p.add_argument('--startup', default='auto')
     p.add_argument('--plain-readdir', action='store_true',
                    help='answer plain READDIR only (no READDIRPLUS)')
-    p.add_argument('--read-bytes', action='store_true',
-                   help='answer reads with os.pread bytes instead of a zero-copy FdRange')
+    p.add_argument('--read', choices=('fd', 'range', 'bytes'), default='fd',
+                   help='how READs are answered (see above)')
     p.add_argument('--backing', action='store_true',
                    help='FUSE passthrough: open returns backing_fd (libfuse >= 3.17)')
     p.add_argument('--no-splice-write', action='store_true',
-                   help='FdRange replies copy instead of splicing (enable_splice_write = False)')
+                   help='fd replies copy instead of splicing (enable_splice_write = False)')
     args = p.parse_args(argv)
-    ops = (AsyncPassFS if args.use_async else PassFS)(args.source, args.read_bytes, args.backing)
+    ops = (AsyncPassFS if args.use_async else PassFS)(args.source, args.read, args.backing)
     if args.no_splice_write:
         ops.enable_splice_write = False
     if args.plain_readdir:
