@@ -62,8 +62,16 @@ REGISTRY = [
     Impl('fuseshim-sync-2w', 'fuseshim sync, 2 workers', 'fuseshim', 'fuseshim_fs',
          ['--workers', '2'], uses_fuseshim=True,
          probe='import fuseshim; print(fuseshim.__version__)'),
+    # A/A control: the 1-worker daemon once more, so the spread between two
+    # runs of one configuration is known when 2 workers are judged against 1
+    Impl('fuseshim-sync-1w-aa', 'fuseshim sync, 1 worker, again (A/A control)', 'fuseshim',
+         'fuseshim_fs', ['--workers', '1'], uses_fuseshim=True,
+         probe='import fuseshim; print(fuseshim.__version__)'),
     Impl('fuseshim-plain-readdir', 'fuseshim sync, 1 worker, plain READDIR only', 'fuseshim',
          'fuseshim_fs', ['--workers', '1', '--plain-readdir'], uses_fuseshim=True,
+         probe='import fuseshim; print(fuseshim.__version__)'),
+    Impl('fuseshim-read-range', 'fuseshim sync, 1 worker, reads by read() -> FdRange', 'fuseshim',
+         'fuseshim_fs', ['--workers', '1', '--read', 'range'], uses_fuseshim=True,
          probe='import fuseshim; print(fuseshim.__version__)'),
     Impl('fuseshim-async', 'fuseshim async, 1 worker', 'fuseshim', 'fuseshim_fs',
          ['--async'], uses_fuseshim=True,

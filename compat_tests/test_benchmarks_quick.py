@@ -83,3 +83,25 @@ def test_quick_mode_json(quick_run):
     except ImportError:
         return
     assert (out / 'ratios.png').stat().st_size > 0
+
+
+@pytest.mark.parametrize('two, again, status, noted', [
+    (101, 99, 'met', False),      # faster: met outright
+    (99, 98, 'met', True),        # 1 % slower, the A/A control differs by 2 %: noise
+    (99, 102, 'met', True),       # the control's spread counts either way
+    (97, 99, 'not met', False),   # 3 % slower than a 1 % spread
+    (99, None, 'not met', False),  # no control measured: no allowance
+])
+def test_worker_target_allows_only_the_aa_spread(two, again, status, noted):
+    """2 workers vs 1 is judged against the A/A control (the 1-worker
+    daemon measured twice in the same run), and only within its spread."""
+    sys.path.insert(0, REPO)
+    from benchmarks import report
+    one = {'stat_ops': {'median': 100}}
+    by_impl = {'fuseshim-sync-1w': one, 'fuseshim-sync-2w': {'stat_ops': {'median': two}}}
+    if again is not None:
+        by_impl[report.AA_CONTROL] = {'stat_ops': {'median': again}}
+    data = {'summary': {'pinned': by_impl}, 'meta': {'config': {}}, 'implementations': {}}
+    row = next(r for r in report.targets(data) if r['id'] == 'workers-stat')
+    assert row['status'] == status
+    assert ('A/A' in row.get('note', '')) == noted
