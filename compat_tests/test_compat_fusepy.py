@@ -417,6 +417,17 @@ def body_path(mnt):
     # fuse_get_context() in read(): the reading process
     uid, gid, pid = json.loads(open(p('ctx'), 'rb').read())
     r['ctx'] = [uid, gid, pid == os.getpid()]
+    # ... and of a handle this process opened but another one reads (a forked
+    # child): the process whose request it is, as libfuse reports it
+    fd = os.open(p('ctx'), os.O_RDONLY)
+    child = os.fork()
+    if child == 0:
+        try:
+            os._exit(0 if json.loads(os.pread(fd, 64, 0))[2] == os.getpid() else 1)
+        except BaseException:
+            os._exit(2)
+    r['ctx_reader_not_opener'] = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+    os.close(fd)
     r['final'] = sorted(settled_listdir(mnt))
     r['ls_d_final'] = sorted(settled_listdir(p('d')))
     return normalized(r)

@@ -96,17 +96,37 @@ def _seconds_to_ns_reference(val):
     return sec * 10 ** 9 + int((val - sec) * 1E9)
 
 
-@pytest.mark.parametrize('t', [1_700_000_000.123456, 0.5, 1_600_000_000, -1.25])
-def test_times_convert_as_fusepy_and_again_from_the_memo(t):
+@pytest.mark.parametrize('t', [1_700_000_000.123456, 0.5, 1_600_000_000, -1.25, -0.999999999,
+                               1_700_000_000.999999999, 9.1e9, 9.21e9, -9.21e9, 9_210_000_000,
+                               True])
+def test_times_convert_as_fusepy(t):
+    """Floats and ints are converted in C, the rest (bools, sizes near the
+    int64-of-ns limit) in Python: every way gives fusepy's own result."""
     layer = _layer(fusepy.Operations())
-    for _ in range(2):               # the second round comes from the float memo
-        e = layer._fill({'st_mtime': t, 'st_atime': t, 'st_ctime': t})
-        assert e.st_mtime_ns == e.st_atime_ns == e.st_ctime_ns == _seconds_to_ns_reference(t)
+    e = layer._fill({'st_mtime': t, 'st_atime': t, 'st_ctime': t})
+    assert e.st_mtime_ns == e.st_atime_ns == e.st_ctime_ns == _seconds_to_ns_reference(t)
 
 
-def test_memoised_float_does_not_excuse_an_equal_decimal():
+def test_times_convert_as_fusepy_random():
+    import random
+    rnd = random.Random(5)
     layer = _layer(fusepy.Operations())
-    layer._fill({'st_mtime': 1.5})
+    for _ in range(20000):
+        t = rnd.uniform(-2e9, 4e9) if rnd.random() < 0.9 else rnd.uniform(-10, 10)
+        assert layer._fill({'st_mtime': t}).st_mtime_ns == _seconds_to_ns_reference(t), t
+
+
+@pytest.mark.parametrize('t', [float('nan'), float('inf')])
+def test_times_that_fusepy_cannot_convert_fail_alike(t):
+    layer = _layer(fusepy.Operations())
+    with pytest.raises((ValueError, OverflowError)):
+        _seconds_to_ns_reference(t)
+    with pytest.raises((ValueError, OverflowError)):
+        layer._fill({'st_mtime': t})
+
+
+def test_decimal_times_fail_as_in_fusepy():
+    layer = _layer(fusepy.Operations())
     with pytest.raises(TypeError):   # Decimal - int, then * float: fusepy fails too
         layer._fill({'st_mtime': decimal.Decimal('1.5')})
 

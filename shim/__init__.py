@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._core import (DirListing, EntryAttributes, FdRange, FileInfo, FUSEError, PollHandle, ReaddirToken,
                     RequestContext, SetattrFields, StatvfsData, build_features,
-                    libfuse_version, readdir_reply)
+                    current_operations, current_request_ids, libfuse_version, readdir_reply)
 from .errors import FuseshimError, InitError, InitTimeout, MountError, SyncInitUnavailable
 from .kernel import SyncInitProbe, probe_sync_init
 from .mount import Mount, mount
@@ -17,7 +17,7 @@ __all__ = [
     'DirListing', 'EntryAttributes', 'FdRange', 'FileInfo', 'FUSEError', 'FuseshimError', 'InitError', 'InitTimeout',
     'Mount', 'MountError', 'Operations', 'PollHandle', 'ROOT_INODE', 'ReaddirToken',
     'RequestContext', 'SetattrFields', 'StatvfsData', 'SyncInitProbe', 'SyncInitUnavailable',
-    'features', 'libfuse_version', 'mount', 'probe_sync_init', 'readdir_reply',
+    'current_operations', 'current_request_ids', 'features', 'libfuse_version', 'mount', 'probe_sync_init', 'readdir_reply',
 ]
 
 

@@ -33,14 +33,36 @@ cdef inline Session _session(fuse_req_t req):
     return <Session>fuse_req_userdata(req)
 
 
+# The request a plain handler is running for, per thread (C thread-locals:
+# set and restored around every handler call for the cost of four stores).
+# current_request_ids() and current_operations() read them, e.g. for the
+# fusepy layer's fuse_get_context() in any handler, as libfuse offers it.
+cdef extern from *:
+    """
+    static __thread void *shim_current_req = NULL;
+    static __thread void *shim_current_session = NULL;
+    """
+    void *shim_current_req
+    void *shim_current_session
+
+
 cdef inline void _call(Session s, fuse_req_t req, int op, tuple args,
                        ReqState *st, object aux) noexcept:
     """Run handler ``op`` with ``args`` and reply (GIL held)."""
+    global shim_current_req, shim_current_session
     ctx = args[len(args) - 1] if args else None
     if type(ctx) is not RequestContext:
         ctx = None
+    cdef void *outer_req = shim_current_req
+    cdef void *outer_session = shim_current_session
     try:
-        res = (<object>PyList_GET_ITEM(s.handlers, op))(*args)
+        shim_current_req = <void*>req
+        shim_current_session = <void*>s
+        try:
+            res = (<object>PyList_GET_ITEM(s.handlers, op))(*args)
+        finally:  # the reply frees req: nothing may read it after this
+            shim_current_req = outer_req
+            shim_current_session = outer_session
         if s.is_async[op]:
             if not s._submit(req, op, res, st, aux, ctx):
                 return  # answered later: the context stays valid until then
@@ -50,6 +72,25 @@ cdef inline void _call(Session s, fuse_req_t req, int op, tuple args,
         s._reply_exception(req, op, exc)
     if ctx is not None:  # the request is answered: its pointer is dead now
         (<RequestContext>ctx).req = NULL
+
+
+def current_request_ids():
+    """(uid, gid, pid) of the process whose request the calling thread is
+    handling in a plain handler right now, or None (no request: outside a
+    handler, in init/destroy, or after a coroutine handler's first await)."""
+    cdef const fuse_ctx *c
+    if shim_current_req is NULL:
+        return None
+    c = fuse_req_ctx(<fuse_req_t>shim_current_req)
+    return (c.uid, c.gid, c.pid)
+
+
+def current_operations():
+    """The Operations object whose handler (or init/destroy) the calling
+    thread is running right now, or None."""
+    if shim_current_session is NULL:
+        return None
+    return (<Session>shim_current_session).ops
 
 
 cdef object _as_bytes(object v):

@@ -379,7 +379,7 @@ cdef class Session:
                     self.granted[name] = bool(shim_conn_want(conn, _CAPS[name], on))
             h = getattr(self.ops, 'init', None)
             if h is not None:
-                r = h()
+                r = _run_bare(self, h)
                 if inspect.iscoroutine(r):
                     asyncio.run_coroutine_threadsafe(r, self.loop).result()
         except BaseException as exc:
@@ -407,7 +407,7 @@ cdef class Session:
         if h is None:
             return
         try:
-            r = h()
+            r = _run_bare(self, h)
             if inspect.iscoroutine(r):
                 if self.loop is not None and self.loop.is_running():
                     asyncio.run_coroutine_threadsafe(r, self.loop).result(30)
@@ -569,6 +569,18 @@ cdef class Session:
         with nogil:
             rc = fuse_lowlevel_notify_retrieve(self.se, inode, size, offset, <void*>cookie)
         _check_notify(rc, 'notify_retrieve')
+
+
+cdef object _run_bare(Session s, handler):
+    """init/destroy: handlers without a request, but current_operations()
+    tells them their Operations object."""
+    global shim_current_session
+    cdef void *outer = shim_current_session
+    shim_current_session = <void*>s
+    try:
+        return handler()
+    finally:
+        shim_current_session = outer
 
 
 cdef inline void _lock(Session s) noexcept:

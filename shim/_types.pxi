@@ -178,16 +178,36 @@ cdef dict _STAT_DICT_SLOTS = {
     'st_size': 6, 'st_blksize': 7, 'st_blocks': 8, 'st_atime': 9, 'st_mtime': 10, 'st_ctime': 11}
 
 
-def _fill_from_stat_dict(EntryAttributes e not None, attrs, bint times_in_ns,
-                         dict seconds_memo not None, seconds_to_ns):
+cdef inline bint _seconds_ns_in_c(object val, int64_t *ns) noexcept:
+    """fusepy's tv_sec = int(val), tv_nsec = int((val - tv_sec) * 1E9) as one
+    ns count, in C for floats and ints whose ns fit an int64 (the same
+    truncations and the same double arithmetic as Python's).  False: leave
+    it to Python (other types, NaN, infinities, huge values)."""
+    cdef double d
+    cdef int64_t sec
+    if type(val) is float:
+        d = <double>val
+        if not (-9.2e9 < d < 9.2e9):
+            return False
+        sec = <int64_t>d                  # toward zero, as int()
+        ns[0] = sec * 1000000000 + <int64_t>((d - <double>sec) * 1e9)
+        return True
+    if type(val) is int and -9200000000 < val < 9200000000:
+        ns[0] = <int64_t>val * 1000000000
+        return True
+    return False
+
+
+def _fill_from_stat_dict(EntryAttributes e not None, attrs, bint times_in_ns, seconds_to_ns):
     """Set ``e`` from a path API's stat dict (the fusepy layer's hot path, one
     C loop instead of a setattr per key).  Integer fields take ints or anything
     with __index__ (floats raise TypeError, as fusepy's ctypes fields do);
     st_atime/st_mtime/st_ctime are ns with ``times_in_ns`` (int()), else
-    seconds, looked up in ``seconds_memo`` (floats only) or converted by
-    ``seconds_to_ns``; other keys are ignored."""
+    seconds, converted in C (floats, ints) or by ``seconds_to_ns``; other
+    keys are ignored."""
     cdef object slot, val
     cdef int k
+    cdef int64_t c_ns
     for key, val in attrs.items():
         slot = _STAT_DICT_SLOTS.get(key)
         if slot is None:
@@ -196,10 +216,10 @@ def _fill_from_stat_dict(EntryAttributes e not None, attrs, bint times_in_ns,
         if k >= 9:
             if times_in_ns:
                 ns = int(val)
+            elif _seconds_ns_in_c(val, &c_ns):
+                ns = c_ns
             else:
-                ns = seconds_memo.get(val) if type(val) is float else None
-                if ns is None:
-                    ns = seconds_to_ns(val)
+                ns = seconds_to_ns(val)
             _set_ts(&e.e.attr.st_atim if k == 9 else
                     &e.e.attr.st_mtim if k == 10 else &e.e.attr.st_ctim, ns)
             continue

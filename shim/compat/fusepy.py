@@ -37,6 +37,8 @@ from typing import Tuple, Union, get_type_hints
 
 import fuseshim as _fs
 from fuseshim._core import _fill_from_stat_dict
+from fuseshim._core import current_operations as _current_operations
+from fuseshim._core import current_request_ids as _current_request_ids
 from fuseshim.operations import Operations as _CoreOperations
 
 from . import startup_mode, worker_count
@@ -155,33 +157,22 @@ class fuse_config:
         return 'fuse_config(%s)' % ', '.join(f'{k}={v!r}' for k, v in vars(self).items())
 
 
-class _RequestState(threading.local):
-    # While a request is handled: (fuseshim RequestContext or None, FUSE
-    # instance).  The context object is stored as it is: building a tuple of
-    # its fields for every request cost more than reading them in the rare
-    # fuse_get_context() call.
-    value = None
-
-
-_context = _RequestState()
 _instances: list = []
 _instances_lock = threading.Lock()
 
 
 def fuse_get_context():
-    """(uid, gid, pid) of the process whose request is being handled."""
-    c = _context.value
-    ctx = c[0] if c is not None else None
-    if ctx is None:
-        return 0, 0, 0
-    return ctx.uid, ctx.gid, ctx.pid
+    """(uid, gid, pid) of the process whose request is being handled (by the
+    calling thread; (0, 0, 0) outside a request, as in init)."""
+    ids = _current_request_ids()
+    return ids if ids is not None else (0, 0, 0)
 
 
 def fuse_exit():
     """Stop the FUSE loop: the filesystem is unmounted and FUSE() returns
     (like SIGINT)."""
-    c = _context.value
-    inst = c[1] if c is not None else None
+    layer = _current_operations()
+    inst = layer.f if isinstance(layer, _PathOps) else None
     if inst is None:
         with _instances_lock:
             inst = _instances[-1] if _instances else None
@@ -592,17 +583,17 @@ class _NodeTable:
 # ---------------------------------------------------------------- handles
 
 class _File:
-    __slots__ = ('ino', 'fh', 'fi', 'ctx')
+    __slots__ = ('ino', 'fh', 'fi')
 
-    def __init__(self, ino, fh, fi, ctx):
-        self.ino, self.fh, self.fi, self.ctx = ino, fh, fi, ctx
+    def __init__(self, ino, fh, fi):
+        self.ino, self.fh, self.fi = ino, fh, fi
 
 
 class _Dir:
-    __slots__ = ('ino', 'fh', 'ctx', 'entries', 'filled', 'lock')
+    __slots__ = ('ino', 'fh', 'entries', 'filled', 'lock')
 
-    def __init__(self, ino, fh, ctx):
-        self.ino, self.fh, self.ctx = ino, fh, ctx
+    def __init__(self, ino, fh):
+        self.ino, self.fh = ino, fh
         self.entries = []
         self.filled = False
         self.lock = threading.Lock()
@@ -629,24 +620,14 @@ _ZEROED_ENTRY.st_nlink = 0
 _ZEROED_ENTRY.st_blksize = 0
 _ZEROED_ENTRY.st_ino = 0
 
-# float seconds -> ns, filled by _seconds_to_ns
-_NS_OF_SECONDS: dict = {}
-_NS_CACHE_SIZE = 4096
-
-
 def _seconds_to_ns(val):
     """fusepy's conversion of a time in seconds (tv_sec = int(val), tv_nsec =
-    int((val - tv_sec) * 1E9)), as one ns count.  Its big-int arithmetic costs
-    as much as the rest of a GETATTR's conversion, and a filesystem reports the
-    same few timestamps again and again, so results for floats are kept (other
-    types are not: a Decimal equal to a cached float must still fail)."""
+    int((val - tv_sec) * 1E9)), as one ns count: for the types (Decimal, ...)
+    and sizes _fill_from_stat_dict does not convert in C itself."""
     sec = int(val)
-    ns = sec * 1000000000 + int((val - sec) * 1E9)
-    if type(val) is float:
-        if len(_NS_OF_SECONDS) >= _NS_CACHE_SIZE:
-            _NS_OF_SECONDS.clear()
-        _NS_OF_SECONDS[val] = ns
-    return ns
+    return sec * 1000000000 + int((val - sec) * 1E9)
+
+
 _STATVFS_FIELDS = ('f_bsize', 'f_frsize', 'f_blocks', 'f_bfree', 'f_bavail', 'f_files',
                    'f_ffree', 'f_favail', 'f_namemax')
 
@@ -686,36 +667,39 @@ class _PathOps(_CoreOperations):
         # release and an unlink/rename of the same file never interleave.
         # One lock for the operations that move names (and release) does the same.
         self.treelock = threading.RLock()
+        self._note_owner_mode()
 
     # -- plumbing
-    def _run(self, ctx, fn, *args):
-        """Call fn with the request context ``ctx`` (a RequestContext or None)
-        set; map its failure to an errno the way fusepy's _wrapper does."""
-        prev = _context.value
-        _context.value = (ctx, self.f)
+    def _run(self, fn, *args):
+        """Call fn; map its failure to an errno the way fusepy's _wrapper
+        does.  (fuse_get_context() asks fuseshim for the request the calling
+        thread is handling: nothing to set up per call.)"""
         try:
             return fn(*args)
         except _fs.FUSEError:
             raise
-        except _Stale:
-            raise _fs.FUSEError(errno.ESTALE) from None
-        except OSError as e:
+        except BaseException as e:
+            raise self._failure(e, fn) from None
+
+    def _failure(self, e, fn):
+        """The FUSEError answering an operation ``fn`` that raised ``e``."""
+        if isinstance(e, _Stale):
+            return _fs.FUSEError(errno.ESTALE)
+        name = getattr(fn, '__name__', fn)
+        if isinstance(e, OSError):
             if isinstance(e.errno, int) and e.errno > 0:
                 log.debug('FUSE operation %s raised a %s, returning errno %s.',
-                          getattr(fn, '__name__', fn), type(e), e.errno, exc_info=True)
-                raise _fs.FUSEError(e.errno) from None
+                          name, type(e), e.errno, exc_info=e)
+                return _fs.FUSEError(e.errno)
             log.error('FUSE operation %s raised an OSError with negative errno %s, returning '
-                      'errno.EINVAL.', getattr(fn, '__name__', fn), e.errno, exc_info=True)
-            raise _fs.FUSEError(errno.EINVAL) from None
-        except Exception:
+                      'errno.EINVAL.', name, e.errno, exc_info=e)
+            return _fs.FUSEError(errno.EINVAL)
+        if isinstance(e, Exception):
             log.error('Uncaught exception from FUSE operation %s, returning errno.EINVAL.',
-                      getattr(fn, '__name__', fn), exc_info=True)
-            raise _fs.FUSEError(errno.EINVAL) from None
-        except BaseException as e:
-            self.f._critical(e)
-            raise _fs.FUSEError(errno.EFAULT) from None
-        finally:
-            _context.value = prev
+                      name, exc_info=e)
+            return _fs.FUSEError(errno.EINVAL)
+        self.f._critical(e)
+        return _fs.FUSEError(errno.EFAULT)
 
     def _status(self, name, *args):
         """Invoke an operation whose int result is 0 or -errno."""
@@ -769,8 +753,13 @@ class _PathOps(_CoreOperations):
         LOOKUP and GETATTR, hence the loop in C (the rules: _fill_from_stat_dict)."""
         if attrs is None:
             raise TypeError('getattr returned None')
-        return _fill_from_stat_dict(_ZEROED_ENTRY.copy(), attrs, self.use_ns, _NS_OF_SECONDS,
-                                    _seconds_to_ns)
+        return _fill_from_stat_dict(_ZEROED_ENTRY.copy(), attrs, self.use_ns, _seconds_to_ns)
+
+    def _note_owner_mode(self):
+        """Whether _apply_owner_mode has anything to do: the options are set
+        at mount and may change in init(); every LOOKUP and GETATTR asks."""
+        conf = self.conf
+        self.owner_mode_set = bool(conf.set_mode or conf.set_uid or conf.set_gid)
 
     def _apply_owner_mode(self, e):
         """The umask=, uid= and gid= options."""
@@ -790,7 +779,7 @@ class _PathOps(_CoreOperations):
         conf = self.conf
         if 'getattr' not in self._registered:
             raise _fs.FUSEError(errno.ENOSYS)
-        e = self._getattr(path, fh)
+        e = self._fill(self._op('getattr', path, fh))
         want = None
         if conf.use_ino and name is not None:
             ino = e.st_ino
@@ -801,17 +790,21 @@ class _PathOps(_CoreOperations):
         e.generation = node.generation
         e.entry_timeout = conf.entry_timeout
         e.attr_timeout = conf.attr_timeout
-        self._apply_owner_mode(e)
+        if self.owner_mode_set:
+            self._apply_owner_mode(e)
         return e, node
 
     # -- init / destroy
     def init(self):
-        self._run(None, self.f._init_fs)
+        try:
+            self._run(self.f._init_fs)
+        finally:
+            self._note_owner_mode()
 
     def destroy(self):
         if self._has('destroy'):
             try:
-                self._run(None, self._op, 'destroy', '/')
+                self._run(self._op, 'destroy', '/')
             except _fs.FUSEError:
                 pass
 
@@ -826,7 +819,12 @@ class _PathOps(_CoreOperations):
                 nid = p.parent.id if p.parent is not None else FUSE_ROOT_ID
             nm = None
         try:
-            return self._run(ctx, self._do_lookup, nid, nm)
+            try:    # _run inlined: LOOKUP and GETATTR are the hottest requests
+                return self._do_lookup(nid, nm)
+            except _fs.FUSEError:
+                raise
+            except BaseException as e:
+                raise self._failure(e, self._do_lookup) from None
         except _fs.FUSEError as e:
             neg = self.conf.negative_timeout
             if e.errno == errno.ENOENT and neg:
@@ -845,7 +843,12 @@ class _PathOps(_CoreOperations):
             self.nodes.forget(nid, n)
 
     def getattr(self, inode, ctx):
-        return self._run(ctx, self._do_getattr, inode)
+        try:        # _run inlined, as in lookup()
+            return self._do_getattr(inode)
+        except _fs.FUSEError:
+            raise
+        except BaseException as e:
+            raise self._failure(e, self._do_getattr) from None
 
     def _do_getattr(self, inode):
         if 'getattr' not in self._registered:
@@ -864,11 +867,12 @@ class _PathOps(_CoreOperations):
         conf = self.conf
         if not conf.use_ino:          # use_ino: st_ino is the filesystem's
             e.st_ino = inode
-        self._apply_owner_mode(e)
+        if self.owner_mode_set:
+            self._apply_owner_mode(e)
         e.attr_timeout = conf.attr_timeout
 
     def setattr(self, inode, attr, fields, fh, ctx):
-        return self._run(ctx, self._do_setattr, inode, attr, fields, fh)
+        return self._run(self._do_setattr, inode, attr, fields, fh)
 
     def _do_setattr(self, inode, attr, fields, fh):
         h = self._file(fh) if fh is not None and fh in self.files else None
@@ -911,7 +915,7 @@ class _PathOps(_CoreOperations):
             self._need('readlink')
             ret = self._op('readlink', self._path(inode))
             return ret.encode(self.encoding, self.errors)[:PATH_MAX]
-        return self._run(ctx, do)
+        return self._run(do)
 
     def mknod(self, parent, name, mode, rdev, ctx):
         def do():
@@ -932,7 +936,7 @@ class _PathOps(_CoreOperations):
             self._need('mknod')
             self._status('mknod', path, mode, rdev)
             return self._lookup_path(parent, name, path)[0]
-        return self._run(ctx, do)
+        return self._run(do)
 
     def mkdir(self, parent, name, mode, ctx):
         def do():
@@ -940,7 +944,7 @@ class _PathOps(_CoreOperations):
             self._need('mkdir')
             self._status('mkdir', path, mode)
             return self._lookup_path(parent, name, path)[0]
-        return self._run(ctx, do)
+        return self._run(do)
 
     def _is_open(self, parent, name):
         with self.nodes.lock:
@@ -992,7 +996,7 @@ class _PathOps(_CoreOperations):
                 self._need('unlink')
                 self._status('unlink', path)
                 self.nodes.remove(parent, name)
-        self._run(ctx, do)
+        self._run(do)
 
     def rmdir(self, parent, name, ctx):
         def do():
@@ -1004,7 +1008,7 @@ class _PathOps(_CoreOperations):
             self._need('rmdir')
             self._status('rmdir', path)
             self.nodes.remove(parent, name)
-        self._run(ctx, do)
+        self._run(do)
 
     def symlink(self, parent, name, target, ctx):
         def do():
@@ -1012,7 +1016,7 @@ class _PathOps(_CoreOperations):
             self._need('symlink')
             self._status('symlink', path, self._decode(target))
             return self._lookup_path(parent, name, path)[0]
-        return self._run(ctx, do)
+        return self._run(do)
 
     def rename(self, p_old, n_old, p_new, n_new, flags, ctx):
         def do():
@@ -1034,7 +1038,7 @@ class _PathOps(_CoreOperations):
                 self.nodes.exchange(p_old, n_old, p_new, n_new)
             else:
                 self.nodes.rename(p_old, n_old, p_new, n_new)
-        self._run(ctx, do)
+        self._run(do)
 
     def link(self, inode, new_parent, new_name, ctx):
         def do():
@@ -1043,7 +1047,7 @@ class _PathOps(_CoreOperations):
             self._need('link')
             self._status('link', newpath, oldpath)
             return self._lookup_path(new_parent, new_name, newpath)[0]
-        return self._run(ctx, do)
+        return self._run(do)
 
     # -- files
     def _file_info(self, fi, h_id):
@@ -1060,9 +1064,9 @@ class _PathOps(_CoreOperations):
                 self.f._open(path, fi)
             with self.nodes.lock:
                 self.nodes.get(inode).open_count += 1
-            hid = self._new_handle(self.files, _File(inode, fi.fh, fi, ctx))
+            hid = self._new_handle(self.files, _File(inode, fi.fh, fi))
             return self._file_info(fi, hid)
-        return self._run(ctx, do)
+        return self._run(do)
 
     def create(self, parent, name, mode, flags, ctx):
         def do():
@@ -1081,9 +1085,9 @@ class _PathOps(_CoreOperations):
                 raise _fs.FUSEError(errno.EIO)
             with self.nodes.lock:
                 node.open_count += 1
-            hid = self._new_handle(self.files, _File(node.id, fi.fh, fi, ctx))
+            hid = self._new_handle(self.files, _File(node.id, fi.fh, fi))
             return self._file_info(fi, hid), e
-        return self._run(ctx, do)
+        return self._run(do)
 
     def _release_quietly(self, path, ufh):
         if self._has('release'):
@@ -1103,7 +1107,7 @@ class _PathOps(_CoreOperations):
             assert len(ret) <= size, \
                 'actual amount read %d greater than expected %d' % (len(ret), size)
             return bytes(ret)
-        return self._run(h.ctx, do)
+        return self._run(do)
 
     def write(self, fh, off, buf):
         h = self._file(fh)
@@ -1114,7 +1118,7 @@ class _PathOps(_CoreOperations):
             if r < 0:
                 raise _fs.FUSEError(-r)
             return r
-        return self._run(h.ctx, do)
+        return self._run(do)
 
     def flush(self, fh):
         h = self._file(fh)
@@ -1122,7 +1126,7 @@ class _PathOps(_CoreOperations):
         def do():
             self._need('flush')
             self._status('flush', self._path_nullok(h.ino), self._user_fh(h))
-        self._run(h.ctx, do)
+        self._run(do)
 
     def release(self, fh):
         with self.hlock:
@@ -1161,7 +1165,7 @@ class _PathOps(_CoreOperations):
                     except Exception:
                         pass
         try:
-            self._run(h.ctx, do)
+            self._run(do)
         except _fs.FUSEError:
             pass
 
@@ -1171,7 +1175,7 @@ class _PathOps(_CoreOperations):
         def do():
             self._need('fsync')
             self._status('fsync', self._path_nullok(h.ino), int(datasync), self._user_fh(h))
-        self._run(h.ctx, do)
+        self._run(do)
 
     def fallocate(self, fh, mode, off, length):
         h = self._file(fh)
@@ -1180,14 +1184,14 @@ class _PathOps(_CoreOperations):
             self._need('fallocate')
             self._status('fallocate', self._path_nullok(h.ino), mode, off, length,
                          self._user_fh(h))
-        self._run(h.ctx, do)
+        self._run(do)
 
     def flock(self, inode, fh, owner, op, ctx):
         h = self._file(fh)
 
         def do():
             self._status('flock', self._path_nullok(h.ino), self._user_fh(h), op)
-        self._run(ctx if ctx is not None else h.ctx, do)
+        self._run(do)
 
     def ioctl(self, inode, fh, cmd, arg, in_data, out_size, flags, ctx):
         def do():
@@ -1208,15 +1212,15 @@ class _PathOps(_CoreOperations):
             if ret < 0:
                 raise _fs.FUSEError(-ret)
             return ret, (buf.raw[:out_size] if buf is not None and out_size else b'')
-        return self._run(ctx, do)
+        return self._run(do)
 
     # -- directories
     def opendir(self, inode, ctx):
         def do():
             path = self._path(inode)
             fh = self._op('opendir', path) if self._has('opendir') else 0
-            return self._new_handle(self.dirs, _Dir(inode, fh, ctx))
-        return self._run(ctx, do)
+            return self._new_handle(self.dirs, _Dir(inode, fh))
+        return self._run(do)
 
     def readdir(self, fh, off, token):
         dh = self._dir(fh)
@@ -1224,7 +1228,7 @@ class _PathOps(_CoreOperations):
             if not off:
                 dh.filled = False
             if not dh.filled:
-                self._run(dh.ctx, self._readdir_fill, dh, off, token)
+                self._run(self._readdir_fill, dh, off, token)
             if dh.filled:
                 for pos in range(off, len(dh.entries)):
                     name, mode, ino = dh.entries[pos]
@@ -1305,7 +1309,7 @@ class _PathOps(_CoreOperations):
             if self._has('releasedir'):
                 self._op('releasedir', self._path_nullok(dh.ino), dh.fh)
         try:
-            self._run(dh.ctx, do)
+            self._run(do)
         except _fs.FUSEError:
             pass
 
@@ -1315,7 +1319,7 @@ class _PathOps(_CoreOperations):
         def do():
             self._need('fsyncdir')
             self._status('fsyncdir', self._path_nullok(dh.ino), int(datasync), dh.fh)
-        self._run(dh.ctx, do)
+        self._run(do)
 
     # -- misc
     def statfs(self, ctx):
@@ -1332,13 +1336,13 @@ class _PathOps(_CoreOperations):
                 if key in _STATVFS_FIELDS:
                     setattr(sv, key, _as_index(val))
             return sv
-        return self._run(ctx, do)
+        return self._run(do)
 
     def setxattr(self, inode, name, value, ctx):
         def do():
             self._need('setxattr')
             self._status('setxattr', self._path(inode), self._decode(name), value, 0)
-        self._run(ctx, do)
+        self._run(do)
 
     def getxattr(self, inode, name, ctx):
         def do():
@@ -1347,7 +1351,7 @@ class _PathOps(_CoreOperations):
             if not isinstance(ret, (bytes, bytearray)):
                 raise TypeError(f'getxattr must return bytes, not {type(ret).__name__}')
             return bytes(ret)
-        return self._run(ctx, do)
+        return self._run(do)
 
     def listxattr(self, inode, ctx):
         def do():
@@ -1355,20 +1359,20 @@ class _PathOps(_CoreOperations):
             attrs = list(self._op('listxattr', self._path(inode)) or '')
             '\x00'.join(attrs)     # as fusepy: the names must be str
             return [n.encode(self.encoding, self.errors) for n in attrs]
-        return self._run(ctx, do)
+        return self._run(do)
 
     def removexattr(self, inode, name, ctx):
         def do():
             self._need('removexattr')
             self._status('removexattr', self._path(inode), self._decode(name))
-        self._run(ctx, do)
+        self._run(do)
 
     def access(self, inode, mode, ctx):
         def do():
             self._need('access')
             self._status('access', self._path(inode), mode)
             return True
-        return self._run(ctx, do)
+        return self._run(do)
 
 
 # ---------------------------------------------------------------- FUSE
