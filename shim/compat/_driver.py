@@ -26,7 +26,7 @@ class TrioBackend:
         self._nursery = nursery
         self.cancelled = trio.Cancelled
         # interrupt() wakes waiters with notify_closing(), as pyfuse3's
-        # terminate() does: a CancelScope per wait cost ~15 % of a request
+        # terminate() does, instead of entering a CancelScope for every wait
         self.wait_readable = trio.lowlevel.wait_readable
         self.interrupted = trio.ClosedResourceError
         self.checkpoint = trio.lowlevel.checkpoint
