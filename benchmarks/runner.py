@@ -19,7 +19,7 @@ import time
 import traceback
 
 from . import impls as I
-from . import importtime, measure, native, report, staging
+from . import importtime, measure, native, prereqs, report, staging
 
 METRICS = ('stat_ops', 'pstat_ops', 'listdir_ops', 'read_mbps', 'create_ops',
            'mount_ready_ms', 'cpu_us_per_req')
@@ -438,6 +438,8 @@ def parse_args(argv):
     p.add_argument('--update-docs', action='store_true',
                    help='write the tables into docs/performance.md and the plot to docs/')
     p.add_argument('--list', action='store_true', help='list the implementations and exit')
+    p.add_argument('--install-prereqs', action='store_true',
+                   help='install the peers and tools a full run uses (apt, pip), then run')
     p.add_argument('-v', '--verbose', action='store_true')
     args = p.parse_args(argv)
     names = [i.name for i in I.REGISTRY]
@@ -456,6 +458,8 @@ def main(argv=None) -> int:
     if os.geteuid() != 0:
         print('the benchmarks need root (FUSE mounts, a tmpfs, drop_caches)', file=sys.stderr)
         return 2
+    if args.install_prereqs and prereqs.install() != 0:
+        return 1
     cfg = Config(args.quick, args)
     stamp = time.strftime('%Y%m%d-%H%M%S')
     out_dir = os.path.abspath(args.out or os.path.join(I.REPO, 'benchmarks', 'results', stamp))

@@ -1,5 +1,5 @@
 """FileInfo.read_fd: fuseshim answers a handle's READs from a file descriptor
-in C, without the GIL and without calling read(), through real mounts: whole
+in C, without calling read(), through real mounts: whole
 files, short reads at EOF, many handles at once (the table grows and
 shrinks), handles without read_fd still reaching read(), a handle's entry
 gone at release, a create() handle, and an fd closed too early (EBADF).

@@ -380,19 +380,18 @@ cdef void ll_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) noexcept w
     _call(_session(req), req, OP_OPEN, (ino, fi.flags, _make_ctx(req)), &st, None)
 
 cdef void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                  fuse_file_info *fi) noexcept nogil:
-    # A handle opened with FileInfo.read_fd is answered here, without the GIL
-    cdef int fd = shim_readfd_get(fuse_req_userdata(req), fi.fh)
-    if fd >= 0:
-        _reply_data_from_fd(req, fd, off, size)
-    else:
-        _read_by_handler(req, size, off, fi)
-
-cdef void _read_by_handler(fuse_req_t req, size_t size, off_t off,
-                           fuse_file_info *fi) noexcept with gil:
+                  fuse_file_info *fi) noexcept with gil:
     cdef ReqState st
+    cdef Session s = _session(req)
+    # A handle opened with FileInfo.read_fd is answered here: no Python call,
+    # and other threads run while libfuse moves the data
+    cdef int fd = shim_readfd_get(<void*>s, fi.fh)
+    if fd >= 0:
+        with nogil:
+            _reply_data_from_fd(req, fd, off, size)
+        return
     st.size = size
-    _call(_session(req), req, OP_READ, (fi.fh, off, size), &st, None)
+    _call(s, req, OP_READ, (fi.fh, off, size), &st, None)
 
 cdef void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                    fuse_file_info *fi) noexcept with gil:

@@ -258,9 +258,9 @@ cdef class FileInfo:
     refuses them on passthrough opens.
 
     ``read_fd`` (any libfuse, any kernel): an open, readable file descriptor
-    fuseshim answers this handle's READ requests from, in C and without the
-    GIL (fuse_reply_data at the request's offset: spliced with splice_write,
-    else read into a buffer by libfuse) -- read() is not called for them.
+    fuseshim answers this handle's READ requests from in C, the GIL released
+    (fuse_reply_data at the request's offset: spliced with splice_write, else
+    read into a buffer by libfuse) -- read() is not called for them.
     Keep it open until release(); an fd closed earlier answers EBADF."""
     cdef public uint64_t fh
     cdef public bint direct_io
