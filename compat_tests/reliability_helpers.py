@@ -21,6 +21,7 @@ import time
 
 import pytest
 
+from child_signals import popen
 from conftest import mounted_paths
 
 #: The opt-in switch for the long variants (fio >= 10 GiB, 1000 cycles, ...).
@@ -107,7 +108,7 @@ class Daemon:
 
     def start(self, timeout=30.0) -> 'Daemon':
         # binary pipes read with os.read: no buffering hides a line from select()
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        self.proc = popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=self.env, start_new_session=True)
         self.banner = self._readline(timeout)
         if not self.banner.startswith('mounted '):

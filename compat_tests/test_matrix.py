@@ -20,7 +20,7 @@ from fuseshim.matrix import model, report, schema  # noqa: E402
 from fuseshim.matrix.__main__ import main as matrix_main  # noqa: E402
 from fuseshim.matrix.apt import system_mirror  # noqa: E402
 from fuseshim.matrix.build import check_wheel_files  # noqa: E402
-from fuseshim.matrix.runner import _abs_args, _tests_result  # noqa: E402
+from fuseshim.matrix.runner import _abs_args, _tests_result, pytest_summary  # noqa: E402
 from fuseshim.matrix.vm import build_initramfs, module_depends  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -390,6 +390,22 @@ def test_junit_results_are_counted(tmp_path):
     assert r['failed_tests'] == ['t::b'] and r['summary'].startswith('1 failed')
     assert _tests_result(5, str(tmp_path / 'none.xml'), '')['status'] == 'no-tests'
     assert _tests_result(None, str(tmp_path / 'none.xml'), '')['status'] == 'timed-out'
+
+
+@pytest.mark.parametrize('output, summary', [
+    # what the 3.18.3 packaging stage printed: asyncio's complaint after pytest's line
+    ('FAILED t.py::test_x\n====== 1 failed, 610 passed, 30 skipped in 402.13s (0:06:42) ======\n'
+     'Task was destroyed but it is pending!\ntask: <Task cancelling name=\'Task-7\'>\n',
+     '1 failed, 610 passed, 30 skipped in 402.13s (0:06:42)'),
+    ('..\n2 passed in 0.31s\n', '2 passed in 0.31s'),
+    ('==== no tests ran in 0.01s ====\n', 'no tests ran in 0.01s'),
+    ('= 3 passed, 1 warning in 1.00s =\n\n\n', '3 passed, 1 warning in 1.00s'),
+    ('Traceback (most recent call last):\nImportError: no module\n',
+     "(pytest printed no result line; its last line: 'ImportError: no module')"),
+    ('', ''),
+])
+def test_report_quotes_pytests_own_result_line(output, summary):
+    assert pytest_summary(output) == summary
 
 
 def test_relative_pytest_arguments_become_absolute(tmp_path):

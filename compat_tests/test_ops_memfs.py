@@ -18,6 +18,7 @@ import pytest
 
 import fuseshim
 import ops_scenarios as sc
+from child_signals import popen
 from conftest import MountMode, mounted, mounted_paths
 from fuseshim.examples.memfs import AsyncMemFS, MemFS
 
@@ -181,7 +182,7 @@ def test_command_line(tmp_path, handlers):
     mnt.mkdir()
     argv = [sys.executable, '-m', 'fuseshim.examples.memfs', str(mnt), '--workers', '2',
             '--startup', 'sync'] + (['--async'] if handlers == 'async' else [])
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
         assert line.startswith(f'mounted {mnt} via sync startup'), (line, proc.stderr.read())

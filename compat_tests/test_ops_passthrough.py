@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from child_signals import popen
 from ops_scenarios import open_fds_below
 
 import ops_scenarios as sc
@@ -205,7 +206,7 @@ def test_command_line(tmp_path, handlers):
     (src / 'existing').write_bytes(b'old')
     argv = [sys.executable, '-m', 'fuseshim.examples.passthrough', str(src), str(mnt),
             '--startup', 'classic', '--workers', '2'] + (['--async'] if handlers == 'async' else [])
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
         assert line.startswith(f'mounted {mnt} via classic startup'), (line, proc.stderr.read())

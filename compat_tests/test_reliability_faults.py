@@ -24,6 +24,7 @@ import time
 import pytest
 
 import fuseshim
+from child_signals import popen
 from conftest import mounted
 from fuseshim import EntryAttributes, FUSEError, ROOT_INODE
 from fuseshim.examples.memfs import AsyncMemFS, MemFS, HANDLERS as MEMFS_HANDLERS
@@ -69,7 +70,7 @@ def _start_io_clients(mnt):
     clients = {}
     for mode in ('write', 'read', 'list'):
         target = mnt if mode == 'list' else os.path.join(mnt, f'file-{mode}')
-        p = subprocess.Popen([sys.executable, '-c', IO_CLIENT, target, mode],
+        p = popen([sys.executable, '-c', IO_CLIENT, target, mode],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         clients[mode] = p
     for mode, p in clients.items():
@@ -216,7 +217,7 @@ def test_signal_with_open_files_unmounts_cleanly(tmp_path, sig, startup, handler
     argv = [mnt, '--startup', startup, '--workers', '2', '--close-timeout', '1',
             '--destroy-marker', marker] + (['--async'] if handlers == 'async' else [])
     with Daemon('memfs', *argv, mountpoint=mnt) as daemon:
-        holder = subprocess.Popen([sys.executable, '-c', HOLDER, mnt], stdout=subprocess.PIPE,
+        holder = popen([sys.executable, '-c', HOLDER, mnt], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
         with reaped(holder):
             assert holder.stdout.readline().strip() == 'holding'
@@ -319,7 +320,7 @@ def test_blocking_handler_is_interrupted_and_close_is_bounded(mnt, startup, hand
     the client gets ECONNABORTED, nothing stays mounted."""
     ops = BlockingSync() if handlers == 'sync' else BlockingAsync()
     m = fuseshim.mount(ops, mnt, startup=startup, workers=2, close_timeout=1.0)
-    client = subprocess.Popen([sys.executable, '-c', STAT_CLIENT, os.path.join(mnt, 'hang')],
+    client = popen([sys.executable, '-c', STAT_CLIENT, os.path.join(mnt, 'hang')],
                               stdout=subprocess.PIPE, text=True)
     try:
         with reaped(client):
@@ -597,7 +598,7 @@ def test_async_handler_that_never_finishes(mnt, startup):
     and the waiting client gets ECONNABORTED; nothing stays mounted."""
     ops = NeverFinishing()
     m = fuseshim.mount(ops, mnt, startup=startup, workers=1, close_timeout=0.5)
-    client = subprocess.Popen([sys.executable, '-c', STAT_CLIENT, os.path.join(mnt, 'hang')],
+    client = popen([sys.executable, '-c', STAT_CLIENT, os.path.join(mnt, 'hang')],
                               stdout=subprocess.PIPE, text=True)
     try:
         with reaped(client):
@@ -643,7 +644,7 @@ PENDING_AT_CLOSE = textwrap.dedent('''
         loop = asyncio.new_event_loop()
         threading.Thread(target=loop.run_forever, daemon=True).start()
     m = fuseshim.mount(Slow(), mnt, workers=1, close_timeout=0.3, loop=loop)
-    c = subprocess.Popen([sys.executable, '-c', 'import os, sys\\ntry: os.stat(sys.argv[1])\\n'
+    c = popen([sys.executable, '-c', 'import os, sys\\ntry: os.stat(sys.argv[1])\\n'
                           'except OSError: pass', os.path.join(mnt, 'slow')])
     time.sleep(0.3)
     m.close()

@@ -25,6 +25,7 @@ import time
 
 import pytest
 
+from child_signals import popen
 from ops_scenarios import open_fds_below
 
 import fuseshim
@@ -43,7 +44,7 @@ def run_clients(root, clients=CLIENTS, seconds=SECONDS, seed=0):
     """Start the clients on ``root``, wait (bounded), return their reports."""
     for i in range(4):
         os.makedirs(os.path.join(root, f'd{i}'), exist_ok=True)
-    procs = [subprocess.Popen([sys.executable, os.path.join(HERE, 'stress_client.py'), root,
+    procs = [popen([sys.executable, os.path.join(HERE, 'stress_client.py'), root,
                                str(i), str(seed * 1000 + i), str(seconds)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(clients)]
@@ -151,7 +152,7 @@ def test_startup_guarantees_under_load(tmp_path, startup):
     with mounted(ops, busy, startup='sync', workers=4, allow_errors=True):
         for i in range(4):
             os.makedirs(busy / 'work' / f'd{i}')
-        clients = [subprocess.Popen([sys.executable, os.path.join(HERE, 'stress_client.py'),
+        clients = [popen([sys.executable, os.path.join(HERE, 'stress_client.py'),
                                      str(busy / 'work'), str(i), str(i), '600'],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                    for i in range(8)]

@@ -14,6 +14,8 @@ import time
 import fuseshim
 from fuseshim import EntryAttributes, FUSEError, ROOT_INODE
 
+from child_signals import popen
+
 
 class ProbeFS(fuseshim.Operations):
     """Root plus files whose getattr behaviour the test controls:
@@ -78,7 +80,7 @@ def test_two_workers_serve_requests_concurrently(mnt):
 def test_interrupted_request_is_visible_to_the_handler(mnt):
     ops = ProbeFS()
     with fuseshim.mount(ops, mnt, workers=2):
-        client = subprocess.Popen([sys.executable, '-c', f'import os; os.stat({mnt + "/slow"!r})'])
+        client = popen([sys.executable, '-c', f'import os; os.stat({mnt + "/slow"!r})'])
         time.sleep(0.5)
         client.send_signal(signal.SIGTERM)
         assert client.wait(15) != 0

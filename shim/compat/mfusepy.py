@@ -28,6 +28,8 @@ import warnings
 from collections.abc import Iterable
 from typing import Any, Optional
 
+import fuseshim as _fs
+
 from . import fusepy as _base
 from .fusepy import (ENOTSUP, FuseOSError, ReadDirResult, _offered, c_timespec,  # noqa: F401
                      fuse_config, fuse_conn_info, fuse_exit, fuse_file_info, fuse_get_context,
@@ -46,6 +48,12 @@ def _nullable_dummy_function(method):
     """Marks a base-class method as not offered to the kernel unless overridden."""
     method.libfuse_ignore = True
     return method
+
+
+def _libfuse_before(*version: int) -> bool:
+    """True when the libfuse this process runs is older than ``version``."""
+    running = tuple(int(x) for x in _fs.libfuse_version().split('.')[:len(version)])
+    return running < version
 
 
 class Operations:
@@ -244,7 +252,6 @@ class FUSE(_base.FUSE):
     _flavor = 'mfusepy'
     _rename_flags = True           # libfuse 3 passes them; mfusepy drops them
     _default_errors = 'surrogateescape'
-    _signal_error = 8              # libfuse 3's fuse_main_real after SIGINT/SIGTERM/SIGHUP
     _option_error = 3              # ... when fuse_new() rejects the options
     _mount_error = 4               # ... when mounting fails
 
@@ -252,6 +259,13 @@ class FUSE(_base.FUSE):
                  encoding: str = 'utf-8', errors: str = 'surrogateescape', **kwargs) -> None:
         super().__init__(operations, mountpoint, raw_fi=raw_fi, encoding=encoding,
                          errors=errors, **kwargs)
+
+    @property
+    def _signal_error(self) -> int:
+        # what libfuse 3's fuse_main_real returns after SIGINT/SIGTERM/SIGHUP
+        # (the loop's error), which mfusepy raises: 7 up to 3.11, 8 from
+        # 3.12 on, where fuse_loop_cfg_create() took 7 for its own failure
+        return 7 if _libfuse_before(3, 12) else 8
 
     @property
     def _offsets_honoured(self):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -572,6 +573,25 @@ def _read_rc(path):
         return None
 
 
+# pytest's closing line: "=== 1 failed, 5 passed, 2 skipped in 3.21s ===" (or
+# without the rules under -q), "no tests ran in 0.01s"; a duration may read
+# "in 61.20s (0:01:01)"
+_PYTEST_SUMMARY = re.compile(
+    r'^=*\s*((?:\d+ [a-z]+(?:, )?)+|no tests ran) in \d+(?:\.\d+)?s(?: \([\d:]+\))?\s*=*$')
+
+
+def pytest_summary(output: str) -> str:
+    """pytest's own result line from its output: the last line of that
+    shape, not merely the last line (a program may print after pytest, e.g.
+    asyncio's complaints about tasks at interpreter exit)."""
+    lines = (output or '').splitlines()
+    for line in reversed(lines):
+        if _PYTEST_SUMMARY.match(line.strip()):
+            return line.strip().strip('= ')
+    tail = next((ln.strip() for ln in reversed(lines) if ln.strip()), '')
+    return f'(pytest printed no result line; its last line: {tail[:200]!r})' if tail else ''
+
+
 def _tests_result(code, junit, output) -> dict:
     res = {'exit': code}
     counts = {'tests': 0, 'failures': 0, 'errors': 0, 'skipped': 0}
@@ -591,8 +611,7 @@ def _tests_result(code, junit, output) -> dict:
     res.update(counts)
     res['passed'] = max(passed, 0)
     res['failed_tests'] = failed[:50]
-    last = [ln for ln in (output or '').strip().splitlines() if ln.strip()]
-    res['summary'] = last[-1].strip('= ') if last else ''
+    res['summary'] = pytest_summary(output)
     if code == 0:
         res['status'] = 'passed'
     elif code == 5:
