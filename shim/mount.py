@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 
-from . import kernel
+from . import fusermount, kernel
 from ._core import Session, sys_mount, sys_umount, wake_signal
 from .errors import InitError, InitTimeout, MountError, SyncInitUnavailable
 from .operations import implemented_operations
@@ -197,6 +197,10 @@ class Mount:
     # ------------------------------------------------------------ startup
 
     def _start(self):
+        if self.options.auto_unmount:
+            problem = fusermount.auto_unmount_problem(kernel.has_cap_sys_admin())
+            if problem is not None:
+                raise MountError(errno.EOPNOTSUPP, problem, self.mountpoint)
         path, reason, fd = self._choose_path()
         self.startup_path, self.startup_reason = path, reason
         try:
@@ -467,7 +471,7 @@ class Mount:
             if kernel.has_cap_sys_admin():
                 sys_umount(self.mountpoint, MNT_DETACH)
             else:
-                subprocess.run(['fusermount3', '-u', '-z', '--', self.mountpoint],
+                subprocess.run(fusermount.unmount_argv(self.mountpoint),
                                check=True, capture_output=True)
         except OSError as e:
             if e.errno not in (errno.EINVAL, errno.ENOENT):  # EINVAL: not mounted (any more)

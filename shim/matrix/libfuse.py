@@ -1,8 +1,13 @@
 """Fetch and build one libfuse version into a per-version prefix in the cache.
 
 apt-source: ``apt-get source fuse3=<debian version>`` (Debian's patches
-applied by dpkg-source), then pip's meson + ninja with
-``-Dutils=false -Dexamples=false -Dtests=false`` into ``prefix/``.
+applied by dpkg-source), then pip's meson + ninja into ``prefix/``: the
+library and its own fusermount3 (setuid root, as a packager installs it), no
+examples or tests.  The helper must match: libfuse runs the fusermount3 of its
+own bindir first, and since 3.15 a privileged auto_unmount mount asks it for
+``--auto-unmount``, which the system's older fusermount3 (Debian 12: 3.14)
+rejects, so the mount would silently never be auto-unmounted.  The udev rule
+and fuse.conf go into the prefix too; no init script is installed.
 apt-binary: the binary packages (e.g. libfuse3-3 + libfuse3-dev) unpacked
 with ``dpkg -x``; the pkg-config file's prefix is rewritten to the unpacked
 tree.  system: the libfuse pkg-config finds on this machine, as it is.
@@ -19,7 +24,8 @@ from dataclasses import dataclass
 
 from .util import Log, StageError, read_json, run, write_json
 
-BUILD_OPTIONS = ['-Dutils=false', '-Dexamples=false', '-Dtests=false']
+BUILD_OPTIONS = ['-Dutils=true', '-Duseroot=true', '-Dinitscriptdir=',
+                 '-Dexamples=false', '-Dtests=false']
 
 
 @dataclass
@@ -71,7 +77,7 @@ def meson_cmd() -> list[str]:
 
 def spec_key(entry: dict) -> dict:
     return {'version': entry['version'], 'source': entry['source'], 'debian': entry['debian'],
-            'options': BUILD_OPTIONS, 'layout': 3}
+            'options': BUILD_OPTIONS, 'layout': 4}
 
 
 def ensure_libfuse(entry: dict, cache: str, apt, log: Log, rebuild=False,
@@ -117,11 +123,28 @@ def _from_source(entry, root, apt, log, timeout) -> LibfusePrefix:
     env.pop('PKG_CONFIG_PATH', None)
     log.section('meson setup + ninja install')
     run(meson_cmd() + ['setup', build, tops[0], f'--prefix={prefix}', '--libdir=lib',
-                       '--buildtype=debugoptimized', *BUILD_OPTIONS],
+                       '--buildtype=debugoptimized', *BUILD_OPTIONS,
+                       f'-Dudevrulesdir={prefix}/lib/udev/rules.d'],
         env=env, log=log, timeout=timeout)
     run(meson_cmd() + ['install', '-C', build, '--quiet'], env=env, log=log, timeout=timeout)
+    _check_fusermount(os.path.join(prefix, 'bin', 'fusermount3'), entry['version'], log)
     pcdir = os.path.join(prefix, 'lib', 'pkgconfig')
     return LibfusePrefix(entry['version'], prefix, pcdir, os.path.join(prefix, 'lib'), log.path)
+
+
+def _check_fusermount(path: str, version: str, log: Log):
+    """The prefix's fusermount3: the same version, setuid root (the
+    unprivileged tests mount through it)."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise StageError(f'the libfuse build installed no fusermount3: {e}') from None
+    out = subprocess.run([path, '-V'], capture_output=True, text=True)
+    log.write(f'{path}: mode {st.st_mode:o} uid {st.st_uid}: {out.stdout.strip()}')
+    if not out.stdout.strip().endswith(version):
+        raise StageError(f'{path} -V says {out.stdout.strip()!r}, expected {version}')
+    if st.st_uid != 0 or not st.st_mode & 0o4000:
+        raise StageError(f'{path} is not setuid root (mode {st.st_mode:o}, uid {st.st_uid})')
 
 
 def _from_binaries(entry, root, apt, log) -> LibfusePrefix:
