@@ -25,6 +25,7 @@ class EntryAttributes:
     st_atime_ns: int
     st_mtime_ns: int
     st_ctime_ns: int
+    st_birthtime_ns: int   # Linux: accepted, always reads 0
     @staticmethod
     def from_stat(st: Any, *, entry_timeout: float | None = ...,
                   attr_timeout: float | None = ...) -> EntryAttributes: ...

@@ -31,6 +31,7 @@ import logging
 import operator
 import os
 import threading
+from pickle import PicklingError
 import time
 from types import CoroutineType
 

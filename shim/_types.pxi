@@ -99,6 +99,12 @@ cdef class EntryAttributes:
     property st_ctime_ns:
         def __get__(self): return _ts_ns(self.e.attr.st_ctim)
         def __set__(self, v): _set_ts(&self.e.attr.st_ctim, v)
+    property st_birthtime_ns:
+        # Linux's struct stat (what FUSE replies carry) has no birth time:
+        # accepted and dropped, reads 0 -- what pyfuse3 does on Linux, and
+        # what programs written for BSD/macOS too (borg) rely on
+        def __get__(self): return 0
+        def __set__(self, v): operator.index(v)
 
     @staticmethod
     def from_stat(st, *, entry_timeout=None, attr_timeout=None):
@@ -340,6 +346,10 @@ cdef class SetattrFields:
     cdef readonly bint update_atime_now
     cdef readonly bint update_mtime_now
 
+    def __reduce__(self):
+        # bound to one request: a copy would outlive it (pyfuse3 refuses too)
+        raise PicklingError("SetattrFields instances can't be pickled")
+
     def __repr__(self):
         return 'SetattrFields(%s)' % ', '.join(
             n for n in ('update_atime', 'update_mtime', 'update_ctime', 'update_mode',
@@ -371,6 +381,10 @@ cdef class RequestContext:
         if n < 0:
             return []
         return [buf[i] for i in range(min(n, 256))]
+
+    def __reduce__(self):
+        # bound to one request: a copy would outlive it (pyfuse3 refuses too)
+        raise PicklingError("RequestContext instances can't be pickled")
 
     def __repr__(self):
         return 'RequestContext(uid=%d, gid=%d, pid=%d, umask=%o)' % (
@@ -667,6 +681,10 @@ cdef class DirListing:
 cdef class PollHandle:
     """Kept by a poll() handler; call notify() when the file becomes ready."""
     cdef fuse_pollhandle *ph
+
+    def __reduce__(self):
+        # bound to one request: a copy would outlive it (pyfuse3 refuses too)
+        raise PicklingError("PollHandle instances can't be pickled")
 
     def notify(self):
         if self.ph is NULL:
