@@ -644,7 +644,7 @@ PENDING_AT_CLOSE = textwrap.dedent('''
         loop = asyncio.new_event_loop()
         threading.Thread(target=loop.run_forever, daemon=True).start()
     m = fuseshim.mount(Slow(), mnt, workers=1, close_timeout=0.3, loop=loop)
-    c = popen([sys.executable, '-c', 'import os, sys\\ntry: os.stat(sys.argv[1])\\n'
+    c = subprocess.Popen([sys.executable, '-c', 'import os, sys\\ntry: os.stat(sys.argv[1])\\n'
                           'except OSError: pass', os.path.join(mnt, 'slow')])
     time.sleep(0.3)
     m.close()

@@ -27,6 +27,7 @@ import logging
 import operator
 import os
 import platform
+import select
 import signal
 import stat
 import sys
@@ -659,6 +660,11 @@ class _PathOps(_CoreOperations):
         self._op = fuse._dispatcher()     # _op(name, *args): what the operation returned
         self._registered = fuse._registered
         self.nodes = _NodeTable(threaded)
+        # single-threaded (nothreads): INIT is answered by fuseshim's reader
+        # (during mount(2) on the sync path), but the filesystem's init runs
+        # later on the thread that called FUSE(), before any other request
+        self.threaded = threaded
+        self.init_deferred = False
         self.files = {}
         self.dirs = {}
         self.handle_ids = itertools.count(1)
@@ -796,10 +802,27 @@ class _PathOps(_CoreOperations):
 
     # -- init / destroy
     def init(self):
+        if not self.threaded:
+            self.init_deferred = True
+            return
         try:
             self._run(self.f._init_fs)
         finally:
             self._note_owner_mode()
+
+    def run_deferred_init(self) -> bool:
+        """nothreads: the filesystem's init, on the serving thread.  False
+        if it raised (recorded as the critical exception; FUSE() re-raises)."""
+        if not self.init_deferred:
+            return True
+        self.init_deferred = False
+        try:
+            self.f._init_fs()
+        except BaseException:
+            return False
+        finally:
+            self._note_owner_mode()
+        return True
 
     def destroy(self):
         if self._has('destroy'):
@@ -1462,9 +1485,13 @@ class FUSE:
         restore = self._install_signal_handlers()
         try:
             try:
+                # nothreads: every callback on this thread, as with libfuse's
+                # single-threaded loop (ratarmount relies on it: its SQLite
+                # connection may only be used by the thread that made it)
                 self._mount = _fs.mount(self._layer, mountpoint, options=mount_opts,
                                         startup=startup,
-                                        workers=1 if nothreads else worker_count(4))
+                                        workers=1 if nothreads else worker_count(4),
+                                        serve='external' if nothreads else None)
             except BaseException as e:
                 crit = self.__critical_exception
                 if status_fd is not None:
@@ -1483,9 +1510,12 @@ class FUSE:
             with _instances_lock:
                 _instances.append(self)
             try:
-                while not self._exit_event.is_set():
-                    if self._mount.wait(0.25):
-                        break
+                if nothreads:
+                    self._serve_on_this_thread()
+                else:
+                    while not self._exit_event.is_set():
+                        if self._mount.wait(0.25):
+                            break
             finally:
                 try:
                     self._mount.close()
@@ -1503,6 +1533,23 @@ class FUSE:
             # libfuse 3 records the signal as the loop's error; fuse_main
             # then returns 8, which mfusepy raises (after a clean unmount).
             raise RuntimeError(self._signal_error)
+
+    def _serve_on_this_thread(self):
+        """nothreads: read and answer the requests here until unmounted or
+        asked to exit; closing then runs destroy here too."""
+        session = self._mount.session
+        session.served.clear()
+        try:
+            if not self._layer.run_deferred_init():
+                return
+            poller = select.poll()
+            poller.register(session.fd, select.POLLIN)
+            while not self._exit_event.is_set():
+                # the handlers are plain functions: pump() answers them inline
+                if poller.poll(250) and session.pump() is None:
+                    break
+        finally:
+            session.served.set()
 
     # -- flavour hooks
     def _check_callable(self):
