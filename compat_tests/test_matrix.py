@@ -367,13 +367,15 @@ def _wheel(tmp_path, names):
 def test_wheel_file_list_check(tmp_path):
     good = ['fuseshim/__init__.py', 'fuseshim/_core.pyi', 'fuseshim/py.typed',
             'fuseshim/_core.cpython-311-x86_64-linux-gnu.so', 'fuseshim/mount.py',
-            'fuseshim-0.1.0.dist-info/METADATA']
-    names, problems = check_wheel_files(_wheel(tmp_path, good), ['__init__.py', 'mount.py'])
+            'fuseshim-0.1.0.dist-info/METADATA', '_fuseshim_provide.py', 'fuseshim-provide.pth']
+    modules = ['__init__.py', 'mount.py', '_fuseshim_provide.py']
+    names, problems = check_wheel_files(_wheel(tmp_path, good), modules)
     assert problems == [] and names == sorted(good)
-    bad = [n for n in good if not n.endswith(('.pyi', 'mount.py'))] + [
+    bad = [n for n in good if not n.endswith(('.pyi', 'mount.py', '.pth'))] + [
         'fuseshim/_core.pyx', 'fuseshim/__pycache__/x.pyc', 'tests/test_x.py']
-    _, problems = check_wheel_files(_wheel(tmp_path, bad), ['__init__.py', 'mount.py'])
+    _, problems = check_wheel_files(_wheel(tmp_path, bad), modules)
     text = '\n'.join(problems)
+    assert 'fuseshim-provide.pth missing' in text
     assert 'fuseshim/_core.pyi missing' in text
     assert 'fuseshim/mount.py is in the sdist but not in the wheel' in text
     assert 'stray file fuseshim/_core.pyx' in text

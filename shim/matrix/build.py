@@ -182,6 +182,11 @@ def sdist_modules(sdist: str) -> list[str]:
     return sorted(out)
 
 
+# files of shim/ installed at the top level of site-packages, not in the
+# package: the start-up hook of $FUSESHIM_PROVIDES (see shim/meson.build)
+TOP_LEVEL_FILES = ('_fuseshim_provide.py', 'fuseshim-provide.pth')
+
+
 def check_wheel_files(wheel: str, modules: list[str]) -> tuple[list[str], list[str]]:
     """-> (file list, problems): stubs and py.typed present, every package
     module (``modules``: paths below shim/) shipped, nothing stray."""
@@ -191,7 +196,8 @@ def check_wheel_files(wheel: str, modules: list[str]) -> tuple[list[str], list[s
     pkg = [n for n in names if n.startswith('fuseshim/')]
     for n in names:
         top = n.split('/', 1)[0]
-        if top != 'fuseshim' and not re.match(r'^fuseshim-[^/]+\.dist-info$', top):
+        if (top != 'fuseshim' and n not in TOP_LEVEL_FILES
+                and not re.match(r'^fuseshim-[^/]+\.dist-info$', top)):
             problems.append(f'stray top-level entry {n}')
         for pat in FORBIDDEN_IN_WHEEL:
             if n.startswith('fuseshim/') and re.search(pat, n.split('/', 1)[-1]):
@@ -199,13 +205,14 @@ def check_wheel_files(wheel: str, modules: list[str]) -> tuple[list[str], list[s
                 break
     if not any(re.match(r'^fuseshim/_core\.[^/]*\.so$', n) for n in pkg):
         problems.append('no fuseshim/_core extension in the wheel')
-    for req in ('fuseshim/py.typed', 'fuseshim/_core.pyi', 'fuseshim/__init__.py'):
+    for req in ('fuseshim/py.typed', 'fuseshim/_core.pyi', 'fuseshim/__init__.py',
+                *TOP_LEVEL_FILES):
         if req not in names:
             problems.append(f'{req} missing')
     for rel in modules:
         if '__pycache__' in rel:
             continue
-        want = 'fuseshim/' + rel
+        want = rel if rel in TOP_LEVEL_FILES else 'fuseshim/' + rel
         if want not in names:
             problems.append(f'{want} is in the sdist but not in the wheel '
                             '(missing from shim/meson.build install lists?)')
