@@ -28,6 +28,7 @@ import textwrap
 import pytest
 
 from conftest import mounted
+from fuseshim import fusermount
 from fuseshim.examples.memfs import MemFS
 from fuseshim.examples.passthrough import PassthroughFS
 from reliability_helpers import as_user, public_dir  # noqa: F401  (fixture)
@@ -129,7 +130,9 @@ def _run_nobody_allow_other(user_allow_other):
             f.write('user_allow_other\n' if user_allow_other else '# nothing allowed\n')
         os.chmod(conf, 0o644)
         pyroot, build = tu._python_root(), tu._editable_build_dir()
-        rebind = f'mount --bind {conf} /etc/fuse.conf && '
+        # the fuse.conf of the fusermount3 libfuse runs (a matrix cell's own
+        # helper reads its prefix's etc/fuse.conf, Debian's /etc/fuse.conf)
+        rebind = f'mount --bind {conf} {fusermount.helper().conf or "/etc/fuse.conf"} && '
         if pyroot:
             rebind += (f'mkdir -p {scratch}/py && mount --bind {pyroot} {scratch}/py && '
                        f'mount -t tmpfs -o mode=755 tmpfs /root && mkdir -p {pyroot} && '

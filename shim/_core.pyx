@@ -183,6 +183,22 @@ def libfuse_version():
     return fuse_pkgversion().decode()
 
 
+cdef extern from "<dlfcn.h>" nogil:
+    ctypedef struct Dl_info:
+        const char *dli_fname
+    int dladdr(const void *addr, Dl_info *info)
+
+
+def libfuse_path():
+    """The file of the libfuse3 this extension is linked with (another one
+    may be mapped into the process too, e.g. by a peer built against a
+    different soname), or None if the loader cannot tell."""
+    cdef Dl_info info
+    if dladdr(<const void*>fuse_pkgversion, &info) == 0 or info.dli_fname is NULL:
+        return None
+    return os.fsdecode(info.dli_fname)
+
+
 def build_features():
     """Optional libfuse APIs compiled into this build (meson probes)."""
     return {

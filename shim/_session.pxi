@@ -151,6 +151,10 @@ cdef class Session:
     cdef list collected
     cdef fuse_buf pump_buf        # receive buffer of the single non-blocking reader
     cdef public object served     # set once the non-blocking reader saw the end
+    # a KeyboardInterrupt or SystemExit a handler raised: it ends the
+    # filesystem, and Mount.wait()/close() raise it again (pyfuse3 lets them
+    # escape main() the same way) instead of it being answered EIO and lost
+    cdef readonly object fatal
 
     def __cinit__(self, ops, implemented, argv):
         """Create the libfuse session (nothing is opened or mounted yet)."""
@@ -495,6 +499,14 @@ cdef class Session:
         cdef int err = errno.EIO
         if isinstance(exc, FUSEError) and isinstance(exc.errno, int) and 0 < exc.errno < 4096:
             err = exc.errno
+        elif isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            # the request is still answered (EINTR), then serving stops
+            err = errno.EINTR
+            if self.fatal is None:
+                self.fatal = exc
+                log.error('fuseshim: %s handler raised %s; the filesystem stops serving and '
+                          'Mount.wait()/close() raise it', OP_NAMES[op], type(exc).__name__)
+            self.exit()
         else:
             log.error('fuseshim: %s handler raised; answering EIO', OP_NAMES[op], exc_info=exc)
         if op == OP_FORGET or op == OP_RETRIEVE_REPLY:

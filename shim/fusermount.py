@@ -19,7 +19,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from ._core import libfuse_version
+from ._core import libfuse_path, libfuse_version
 
 PROG = 'fusermount3'
 # libfuse >= 3.15 as root: mount(2), then `fusermount3 --auto-unmount`
@@ -35,10 +35,15 @@ class Helper:
     path: str | None          # None: none found
     version: str | None       # as `fusermount3 -V` prints it
     source: str               # how it was found, for messages
+    conf: str | None = None   # the fuse.conf it reads (compiled in: FUSE_CONF)
 
 
 def _loaded_libfuse() -> str | None:
-    """The libfuse3 shared object mapped into this process."""
+    """The libfuse3 fuseshim runs: the one its extension is linked with
+    (a peer in the same process may map another soname too)."""
+    path = libfuse_path()
+    if path:
+        return os.path.realpath(path)
     try:
         with open('/proc/self/maps') as f:
             for line in f:
@@ -50,15 +55,21 @@ def _loaded_libfuse() -> str | None:
     return None
 
 
-def _compiled_in_path(lib: str) -> str | None:
-    """FUSERMOUNT_DIR "/" FUSERMOUNT_PROG, a string literal in the library."""
+def _string_literal(binary: str, suffix: str) -> str | None:
+    """The first NUL-terminated absolute path ending in ``/suffix`` that is
+    compiled into ``binary``."""
     try:
-        with open(lib, 'rb') as f:
+        with open(binary, 'rb') as f:
             data = f.read()
     except OSError:
         return None
-    m = re.search(rb'\x00(/[\x21-\x7e]*?/' + PROG.encode() + rb')\x00', data)
+    m = re.search(rb'\x00(/[\x21-\x7e]*?/' + re.escape(suffix.encode()) + rb')\x00', data)
     return m.group(1).decode() if m else None
+
+
+def _compiled_in_path(lib: str) -> str | None:
+    """FUSERMOUNT_DIR "/" FUSERMOUNT_PROG, a string literal in the library."""
+    return _string_literal(lib, PROG)
 
 
 @functools.lru_cache(maxsize=1)
@@ -79,7 +90,7 @@ def helper() -> Helper:
         version = m.group(1) if m else None
     except (OSError, subprocess.TimeoutExpired):
         version = None
-    return Helper(path, version, source)
+    return Helper(path, version, source, _string_literal(path, 'fuse.conf'))
 
 
 def auto_unmount_problem(privileged: bool) -> str | None:

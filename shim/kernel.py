@@ -92,12 +92,6 @@ def mountinfo_entry(mountpoint: str):
     return found
 
 
-def mountinfo_minors() -> set[int]:
-    """Device minors of every mount whose major is 0 (FUSE mounts among them)."""
-    with open('/proc/self/mountinfo') as f:
-        return {int(line.split()[2].split(':')[1]) for line in f}
-
-
 def is_mountpoint(path: str) -> bool:
     return mountinfo_entry(path) is not None
 
@@ -109,13 +103,26 @@ def _unescape(s: str) -> str:
     return bytes(s, 'utf-8').decode('unicode_escape').encode('latin-1').decode('utf-8', 'replace')
 
 
-def fuse_connections() -> set[int]:
-    """Connection numbers (device minors) listed by fusectl."""
-    ensure_fusectl()
+def fd_connection(fd: int) -> int | None:
+    """The FUSE connection (its number in /sys/fs/fuse/connections) that
+    /dev/fuse descriptor ``fd`` of this process serves, from the kernel's
+    ``fuse_connection:`` line in /proc/self/fdinfo.  The kernel prints it as
+    soon as the device is attached to a connection -- on the sync path
+    already while mount(2) waits for INIT.  None where the kernel does not
+    print it (before Linux 6.18) or the fd serves no connection yet.
+
+    This is the only way to name *our* connection while mount(2) is still
+    running: /sys/fs/fuse/connections is global (every mount namespace, every
+    user), /proc/self/mountinfo shows only this namespace's finished mounts."""
     try:
-        return {int(n) for n in os.listdir(CONNECTIONS_DIR) if n.isdigit()}
-    except FileNotFoundError:
-        return set()
+        with open(f'/proc/self/fdinfo/{fd}') as f:
+            for line in f:
+                key, _, value = line.partition(':')
+                if key == 'fuse_connection':
+                    return int(value.strip())
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def ensure_fusectl() -> None:
@@ -134,6 +141,7 @@ def ensure_fusectl() -> None:
 def abort_connection(minor: int) -> bool:
     """Abort FUSE connection ``minor``: every request fails, mount(2) or
     blocked readers return.  False if it was gone already."""
+    ensure_fusectl()
     try:
         with open(os.path.join(CONNECTIONS_DIR, str(minor), 'abort'), 'w') as f:
             f.write('1')

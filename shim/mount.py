@@ -96,6 +96,7 @@ class Mount:
         self._mounted = False
         self._closed = False
         self._close_lock = threading.Lock()
+        self._fatal_raised = False
 
     # ------------------------------------------------------------ public
 
@@ -120,7 +121,15 @@ class Mount:
         return dict(self._session.granted) if self._session is not None else {}
 
     def wait(self, timeout=None) -> bool:
-        """Block until serving stopped (unmounted); False on timeout."""
+        """Block until serving stopped (unmounted); False on timeout.  A
+        KeyboardInterrupt or SystemExit raised by a handler stopped serving:
+        it is raised here (or by close(), whichever comes first)."""
+        if not self._served_stopped(timeout):
+            return False
+        self._raise_fatal()
+        return True
+
+    def _served_stopped(self, timeout) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
 
         def left():
@@ -134,6 +143,13 @@ class Mount:
                 return self._serve_inline(left())
             return self._session.served.wait(left())
         return True
+
+    def _raise_fatal(self):
+        """Raise (once) the KeyboardInterrupt/SystemExit a handler raised."""
+        exc = self._session.fatal if self._session is not None else None
+        if exc is not None and not self._fatal_raised:
+            self._fatal_raised = True
+            raise exc
 
     def _serve_inline(self, timeout):
         """wait() (or close()) called on the serving loop's own thread: the
@@ -165,6 +181,7 @@ class Mount:
                 return
             self._closed = True
             self._teardown(self.close_timeout)
+        self._raise_fatal()
 
     unmount = close
 
@@ -322,10 +339,9 @@ class Mount:
         # the one reader that answers INIT during mount(2)
         self._spawn_workers(1, until_init=self.serve != 'threads')
         mo = self.options
-        known = kernel.fuse_connections()
         returned = threading.Event()
         timed_out = []
-        watchdog = threading.Thread(target=self._init_watchdog, args=(known, returned, timed_out),
+        watchdog = threading.Thread(target=self._init_watchdog, args=(fd, returned, timed_out),
                                     name='fuseshim-init-watchdog', daemon=True)
         watchdog.start()
         root_mode = stat.S_IFMT(os.stat(self.mountpoint).st_mode)
@@ -354,16 +370,26 @@ class Mount:
                             self.mountpoint) from s.init_error
         self._start_serving()
 
-    def _init_watchdog(self, known, returned, timed_out):
-        """Abort the new connection if mount(2) is still waiting for INIT."""
+    def _init_watchdog(self, fd, returned, timed_out):
+        """Abort our new connection if mount(2) is still waiting for INIT.
+
+        Only the connection our /dev/fuse fd serves, as the kernel names it
+        in fdinfo: the fusectl directory lists every connection of the
+        machine, and one that appeared meanwhile may belong to another
+        process, user or mount namespace."""
         if self.init_timeout is None or returned.wait(self.init_timeout):
             return
-        mounted = {m for m in (kernel.mountinfo_minors())}
-        for minor in kernel.fuse_connections() - known - mounted:
-            if kernel.abort_connection(minor):
-                timed_out.append(minor)
-                log.error('fuseshim: FUSE_INIT not answered within %s s; aborted connection %d',
-                          self.init_timeout, minor)
+        minor = kernel.fd_connection(fd)
+        if minor is None:
+            log.error('fuseshim: FUSE_INIT not answered within %s s, but the kernel does not '
+                      'say which connection fd %d serves (no fuse_connection in '
+                      '/proc/self/fdinfo): nothing aborted, mount(2) waits on', self.init_timeout,
+                      fd)
+            return
+        if kernel.abort_connection(minor):
+            timed_out.append(minor)
+            log.error('fuseshim: FUSE_INIT not answered within %s s; aborted connection %d',
+                      self.init_timeout, minor)
 
     def _wake_reader(self, timeout=5.0):
         """Stop the workers.  After a failed mount the reader is still blocked
@@ -421,6 +447,12 @@ class Mount:
         self._start_serving()
 
     def _find_minor(self):
+        """Our connection: the one our fd serves (fdinfo, Linux >= 6.18), else
+        the FUSE mount we just made at our mountpoint (classic path on older
+        kernels; mountinfo shows only our namespace)."""
+        minor = kernel.fd_connection(self._session.fd)
+        if minor is not None:
+            return minor
         entry = kernel.mountinfo_entry(self.mountpoint)
         return entry[0] if entry is not None and entry[1].startswith('fuse') else None
 
@@ -433,10 +465,10 @@ class Mount:
             self._mounted = False
             self._unmount()
         if s is not None:
-            if was_mounted and not self.wait(grace) and self.conn_minor is not None:
+            if was_mounted and not self._served_stopped(grace) and self.conn_minor is not None:
                 # a lazily unmounted fs with files still open, or a stuck handler
                 kernel.abort_connection(self.conn_minor)
-                self.wait(grace)
+                self._served_stopped(grace)
             self._wake_reader(timeout=1.0)
             if s.loop is not None:
                 abandoned = s.abandon_pending()
@@ -482,7 +514,7 @@ class Mount:
                             e.stderr.decode(errors='replace').strip())
 
     def _destroy_when_idle(self):
-        self.wait()
+        self._served_stopped(None)
         self._session.destroy()
 
 

@@ -269,7 +269,14 @@ class PassthroughFS(fuseshim.Operations):
         self._dirs: dict[int, _DirHandle] = {}
         self._next_dir_fh = 1
         self._files: set[int] = set()      # open backing fds (the file handles)
-        self._direct: set[int] = set()     # ... of them opened with O_DIRECT
+        # ... of them opened with O_DIRECT, each with a second descriptor of
+        # the same file without O_DIRECT: writes the O_DIRECT one refuses
+        # (unaligned ones -- the kernel's writeback of a shared mapping cuts
+        # the last page at end of file) go there instead of being lost
+        self._direct: dict[int, int] = {}
+        # the first error of a writeback write of each handle, reported
+        # (once) by its next fsync or flush: nobody else would hear of it
+        self._write_errors: dict[int, int] = {}
         self.calls = collections.Counter()
         self.anomalies: list[str] = []
 
@@ -338,8 +345,12 @@ class PassthroughFS(fuseshim.Operations):
         with self._lock:
             for fd in self._files:
                 os.close(fd)
+            for buffered in self._direct.values():
+                if buffered is not None:
+                    os.close(buffered)
             self._files.clear()
             self._direct.clear()
+            self._write_errors.clear()
             for ino, node in list(self._inodes.items()):
                 if ino != ROOT_INODE:
                     del self._inodes[ino]
@@ -537,10 +548,20 @@ class PassthroughFS(fuseshim.Operations):
         return FileInfo(fh=fd, keep_cache=False)
 
     def _add_file(self, fd, flags):
+        """Register an open backing fd (as the caller: the buffered twin of
+        an O_DIRECT handle is opened with the caller's rights too)."""
+        buffered = None
+        if flags & os.O_DIRECT and flags & os.O_ACCMODE != os.O_RDONLY:
+            try:
+                buffered = os.open(_proc(fd), flags & ~(os.O_DIRECT | os.O_CREAT | os.O_EXCL
+                                                        | os.O_TRUNC | os.O_NOFOLLOW))
+            except BaseException:
+                os.close(fd)
+                raise
         with self._lock:
             self._files.add(fd)
             if flags & os.O_DIRECT:
-                self._direct.add(fd)
+                self._direct[fd] = buffered
 
     @_op
     @_as_caller
@@ -569,14 +590,40 @@ class PassthroughFS(fuseshim.Operations):
 
     @_op
     def write(self, fh, off, buf):
+        try:
+            return self._write(fh, off, buf)
+        except OSError as e:
+            ids = fuseshim.current_request_ids()
+            if ids is not None and ids[2] == 0:
+                # pid 0: the kernel's own writeback (of a shared mapping, or
+                # the write-back cache); no caller sees this error, so the
+                # next fsync or close of the handle reports it
+                self._write_errors.setdefault(fh, e.errno)
+            raise
+
+    def _write(self, fh, off, buf):
         if fh in self._direct and len(buf):
             with mmap.mmap(-1, len(buf)) as aligned:
                 aligned.write(buf)
-                return os.pwritev(fh, [aligned], off)
+                try:
+                    return os.pwritev(fh, [aligned], off)
+                except OSError as e:
+                    buffered = self._direct.get(fh)
+                    if e.errno != errno.EINVAL or buffered is None:
+                        raise
+            # unaligned: through the page cache; fsync of the handle still
+            # reaches the disk (fsync is per file, not per descriptor)
+            return os.pwrite(buffered, buf, off)
         return os.pwrite(fh, buf, off)
+
+    def _report_write_error(self, fh):
+        err = self._write_errors.pop(fh, None)
+        if err is not None:
+            raise FUSEError(err)
 
     @_op
     def flush(self, fh):
+        self._report_write_error(fh)
         # close() of a duplicate is what close(2) on the backing file would do
         os.close(os.dup(fh))
 
@@ -586,11 +633,15 @@ class PassthroughFS(fuseshim.Operations):
             if fh not in self._files:
                 raise FUSEError(errno.EBADF)
             self._files.discard(fh)
-            self._direct.discard(fh)
+            buffered = self._direct.pop(fh, None)
+            self._write_errors.pop(fh, None)
+        if buffered is not None:
+            os.close(buffered)
         os.close(fh)
 
     @_op
     def fsync(self, fh, datasync):
+        self._report_write_error(fh)
         (os.fdatasync if datasync else os.fsync)(fh)
 
     @_op
