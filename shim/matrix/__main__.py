@@ -84,7 +84,7 @@ def find_matrix(arg: str | None) -> str:
 def install_prereqs() -> int:
     cmds = [['apt-get', 'install', '-y', '--no-install-recommends', 'qemu-system-x86'],
             [sys.executable, '-m', 'pip', 'install', 'meson', 'ninja', 'build', 'twine',
-             'PyYAML', 'pytest', 'meson-python', 'Cython']]
+             'PyYAML', 'python-debian', 'pytest', 'meson-python', 'Cython']]
     for cmd in cmds:
         print('$', shlex.join(cmd), flush=True)
         env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')

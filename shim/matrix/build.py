@@ -11,6 +11,7 @@ import subprocess
 import sys
 import zipfile
 
+from .. import elf
 from .libfuse import LibfusePrefix, build_tools_env, meson_cmd
 from .util import Log, StageError, run
 
@@ -71,11 +72,6 @@ def write_shims(directory: str) -> str:
     return directory
 
 
-def needed(so: str) -> list[str]:
-    out = subprocess.run(['readelf', '-d', so], capture_output=True, text=True, check=True).stdout
-    return re.findall(r'\(NEEDED\)\s+Shared library: \[([^\]]+)\]', out)
-
-
 def ldd_libfuse(so: str, env: dict) -> str | None:
     out = subprocess.run(['ldd', so], capture_output=True, text=True, env=env).stdout
     for line in out.splitlines():
@@ -87,7 +83,7 @@ def ldd_libfuse(so: str, env: dict) -> str | None:
 
 def verify_so(so: str, lf: LibfusePrefix, log: Log) -> dict:
     """NEEDED soname and where the dynamic linker finds it."""
-    libs = needed(so)
+    libs = elf.needed(so)
     fuse = [n for n in libs if n.startswith('libfuse3.so')]
     resolved = ldd_libfuse(so, lf.env())
     log.write(f'{so}: NEEDED {libs}; libfuse3 resolves to {resolved}')
