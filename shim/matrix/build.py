@@ -4,6 +4,7 @@ packaging stage (sdist -> wheel in a clean venv -> twine check -> file list
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import re
 import shutil
@@ -63,6 +64,35 @@ def find_source(start: str | None = None) -> str:
             raise StageError(f'--source {start}: not a fuseshim source tree')
     raise StageError('no fuseshim source tree found (run from the repository, or pass '
                      '--source DIR): the matrix builds fuseshim against every libfuse')
+
+
+def source_revision(src: str | None) -> str | None:
+    """Which fuseshim a run tested: the git commit of the source tree, with
+    a digest of uncommitted changes (``<sha>+dirty.<digest>``) so that shard
+    reports of different edits are never merged; None outside git."""
+    if not src:
+        return None
+    git = ['git', '-C', src]
+    try:
+        head = subprocess.run(git + ['rev-parse', 'HEAD'], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        diff = subprocess.run(git + ['diff', 'HEAD', '--binary'], capture_output=True,
+                              check=True).stdout
+        untracked = subprocess.run(git + ['ls-files', '--others', '--exclude-standard', '-z'],
+                                   capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    if not diff and not untracked:
+        return head
+    h = hashlib.sha256(diff)
+    for name in sorted(n for n in untracked.split(b'\0') if n):
+        h.update(name)
+        try:
+            with open(os.path.join(src, os.fsdecode(name)), 'rb') as f:
+                h.update(f.read())
+        except OSError:
+            pass
+    return f'{head}+dirty.{h.hexdigest()[:12]}'
 
 
 def write_shims(directory: str) -> str:

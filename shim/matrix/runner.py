@@ -38,6 +38,8 @@ class Options:
         self.quiet = kw.get('quiet', False)
         self.preset = kw.get('preset')
         self.parallel_tests = kw.get('parallel_tests', False)
+        # with --shard: the packaging stages this shard owns (None: all)
+        self.packaging_versions = kw.get('packaging_versions')
 
 
 class Runner:
@@ -105,16 +107,14 @@ class Runner:
                               f'(e.g. /var/cache/fuseshim) for them\n')
         self.shims = build.write_shims(os.path.join(self.rd, 'shims'))
         fuse_before = _fuse_mounts()
-        versions = sorted({c.libfuse['version'] for c in cells} |
-                          ({e['version'] for e in self.cfg['libfuse']
-                            if any(c.libfuse['version'] == e['version'] for c in cells)}
-                           if self.o.packaging else set()), key=model.vtuple)
+        packaging = self.packaging_versions(cells)
+        versions = sorted({c.libfuse['version'] for c in cells} | set(packaging),
+                          key=model.vtuple)
         vm_kernels = sorted({c.kernel['name'] for c in cells if c.is_vm})
         native = [c for c in cells if not c.is_vm]
         groups = {k: [c for c in cells if c.is_vm and c.kernel['name'] == k] for k in vm_kernels}
-        prep_units = len(versions) + len(vm_kernels) + (1 if self.o.packaging else 0)
-        total = prep_units + len(cells) + len(vm_kernels) + \
-            (len(versions) if self.o.packaging else 0)
+        prep_units = len(versions) + len(vm_kernels) + (1 if packaging else 0)
+        total = prep_units + len(cells) + len(vm_kernels) + len(packaging)
         progress = Progress(total, self.stream, quiet=self.o.quiet).start()
         self.progress = progress
         try:
@@ -133,7 +133,7 @@ class Runner:
             t = time.monotonic()
             with cf.ThreadPoolExecutor(max(1, self.o.jobs)) as pool:
                 futs = []
-                if self.o.packaging:
+                if packaging:
                     futs.append(pool.submit(self._prep_sdist))
                 for k in vm_kernels:
                     futs.append(pool.submit(self._prep_kernel, k))
@@ -146,8 +146,7 @@ class Runner:
             t = time.monotonic()
             with cf.ThreadPoolExecutor(max(1, self.o.jobs)) as pool:
                 futs = [pool.submit(self._run_vm_group, k, groups[k]) for k in vm_kernels]
-                if self.o.packaging:
-                    futs += [pool.submit(self._run_packaging, v) for v in versions]
+                futs += [pool.submit(self._run_packaging, v) for v in packaging]
                 futs += [pool.submit(self._run_native, c) for c in native]
                 for f in futs:
                     f.result()
@@ -529,6 +528,15 @@ class Runner:
                                                                res.get('wheel', ''))))
 
     # ---------------------------------------------------------------- summary
+    def packaging_versions(self, cells) -> list[str]:
+        """The libfuse versions whose packaging stage this run owns: every
+        version of the selection, or those a shard was dealt."""
+        if not self.o.packaging:
+            return []
+        if self.o.packaging_versions is not None:
+            return list(self.o.packaging_versions)
+        return sorted({c.libfuse['version'] for c in cells}, key=model.vtuple)
+
     def summary(self, cells) -> dict:
         unexpected = [c.id for c in cells if c.result.get('status') in model.UNEXPECTED]
         unexpected += [f'packaging {v}' for v, p in self.packaging.items()
