@@ -228,19 +228,22 @@ class Runner:
             self.progress.finish(task, 'error', _first_line(e))
 
     # ---------------------------------------------------------------- tests
-    def tests_for(self, cell_is_vm: bool):
-        """(test path or None, args) for a cell kind."""
+    def tests_for(self, cell):
+        """(test path or None, args) for a cell."""
         if self.o.no_tests:
             return None, []
         t = self.o.tests
         path, args = t['path'], list(t['args'])
-        if cell_is_vm:
+        if cell.is_vm:
             if t.get('vm_path') is None:
                 return None, []
             if t['vm_path'] != '@path':
                 path = t['vm_path']
             if t.get('vm_args') is not None:
                 args = list(t['vm_args'])
+            for extra in t.get('vm_extra') or []:
+                if any(model.matches(rule, cell.axes()) for rule in extra['cells']):
+                    args += extra['args']
         if not path:
             return None, []
         base = self.o.tests_base
@@ -266,7 +269,7 @@ class Runner:
     def commands(self, cell, python: str, site: str | None, celldir: str) -> dict:
         probe = [python, PROBE, '--startup', cell.startup, '--out',
                  os.path.join(celldir, 'probe.json')] + (['--expect-dir', site] if site else [])
-        tpath, targs = self.tests_for(cell.is_vm)
+        tpath, targs = self.tests_for(cell)
         tests = None
         if tpath:
             tests = [python, '-m', 'pytest', tpath, *targs, '-q', '-rfEs',
@@ -550,7 +553,7 @@ class Runner:
 # -------------------------------------------------------------------- helpers
 
 def cmds_has_tests(runner: Runner, cell) -> bool:
-    tpath, _ = runner.tests_for(cell.is_vm)
+    tpath, _ = runner.tests_for(cell)
     return bool(tpath) and runner._tests_wanted(cell)
 
 
