@@ -66,6 +66,10 @@ def find_source(start: str | None = None) -> str:
                      '--source DIR): the matrix builds fuseshim against every libfuse')
 
 
+TESTED_PATHS = ('shim', 'compat_tests', 'meson.build', 'meson.options', 'pyproject.toml',
+                'matrix.yaml')
+
+
 def source_revision(src: str | None) -> str | None:
     """Which fuseshim a run tested: the git commit of the source tree, with
     a digest of uncommitted changes (``<sha>+dirty.<digest>``) so that shard
@@ -78,7 +82,10 @@ def source_revision(src: str | None) -> str | None:
                               check=True).stdout.strip()
         diff = subprocess.run(git + ['diff', 'HEAD', '--binary'], capture_output=True,
                               check=True).stdout
-        untracked = subprocess.run(git + ['ls-files', '--others', '--exclude-standard', '-z'],
+        # new files count only where they are built or tested: report
+        # directories and other leftovers in the checkout are not fuseshim
+        untracked = subprocess.run(git + ['ls-files', '--others', '--exclude-standard', '-z',
+                                          '--', *TESTED_PATHS],
                                    capture_output=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
