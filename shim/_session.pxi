@@ -123,6 +123,22 @@ cdef class _Resumed:
 collections.abc.Coroutine.register(_Resumed)
 
 
+cdef inline _Resumed _resumed(object coro, object first):
+    cdef _Resumed rest = _Resumed.__new__(_Resumed)
+    rest.coro = coro
+    rest.first = first
+    return rest
+
+
+def resume_coroutine(coro, first):
+    """Await-able continuation of ``coro`` whose first step was taken by
+    hand (``first = coro.send(None)`` yielded instead of returning): awaiting
+    it yields ``first`` to the running task, then goes on with ``coro``.
+    Lets an event-loop driver run a handler inline and decide only when it
+    suspends whether to hand its reading role to another task."""
+    return _resumed(coro, first)
+
+
 @cython.final
 cdef class Session:
     cdef fuse_session *se
@@ -487,9 +503,7 @@ cdef class Session:
         except BaseException as exc:
             _reply_outcome(self, req, op, None, exc, st, aux)
             return True
-        cdef _Resumed rest = _Resumed.__new__(_Resumed)
-        rest.coro = coro
-        rest.first = yielded
+        cdef _Resumed rest = _resumed(coro, yielded)
         cdef _Pending p = self._pending(req, op, st, aux, ctx)
         p.task = context.run(self.loop.create_task, rest)
         p.task.add_done_callback(p.done)
