@@ -168,6 +168,9 @@ def attr_outcomes(make, name, out):
 def surface(modname: str) -> dict:
     mod = importlib.import_module(modname)
     out = {}
+    star: dict = {}
+    exec(f'from {modname} import *', star)      # what a star import binds
+    out['star *'] = public(star)
     for name in public(dir(mod)):
         v = getattr(mod, name)
         desc = value_desc(v)
@@ -180,9 +183,19 @@ def surface(modname: str) -> dict:
         out[f'signature {name}'] = signature(v)
         for m in public(dir(v)):
             kind, sig = member_desc(v, m)
+            if kind == 'field':
+                continue        # a ctypes field: "layout" has it
             out[f'member {name}.{m}'] = kind
             if sig is not None:
                 out[f'signature {name}.{m}'] = sig
+        # attributes an instance has that its class does not show (a factory
+        # class, or instance attributes set by __init__)
+        inst = outcome(lambda: v(*CTOR_ARGS.get(name, ()))) if name not in NO_INSTANCE else None
+        if inst is not None and inst[0] == 'ok':
+            for m in public(dir(inst[1])):
+                if f'member {name}.{m}' not in out and not hasattr(v, m):
+                    out[f'member {name}.{m}'] = ('method' if callable(getattr(inst[1], m, None))
+                                                 else 'data')
         if issubclass(v, (ctypes.Structure, ctypes.Union)):
             out[f'layout {name}'] = layout(v)
         if issubclass(v, BaseException):
