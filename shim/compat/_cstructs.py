@@ -113,6 +113,30 @@ FUSE2_FILE_INFO = [('flags', c_int), ('fh_old', ctypes.c_ulong), ('writepage', c
                    ('lock_owner', ctypes.c_uint64)]
 
 
+def _ops_mknod_to_symlink() -> list:
+    """The run of struct fuse_operations that libfuse 2.9 and 3 share."""
+    return [('mknod', CFUNCTYPE(c_int, c_char_p, c_mode_t, c_dev_t)),
+            ('mkdir', CFUNCTYPE(c_int, c_char_p, c_mode_t)),
+            ('unlink', CFUNCTYPE(c_int, c_char_p)),
+            ('rmdir', CFUNCTYPE(c_int, c_char_p)),
+            ('symlink', CFUNCTYPE(c_int, c_char_p, c_char_p))]
+
+
+def _ops_open_to_removexattr(fi, c_statvfs) -> list:
+    """Another run that libfuse 2.9 and 3 share."""
+    return [('open', CFUNCTYPE(c_int, c_char_p, fi)),
+            ('read', CFUNCTYPE(c_int, c_char_p, c_byte_p, c_size_t, c_off_t, fi)),
+            ('write', CFUNCTYPE(c_int, c_char_p, c_byte_p, c_size_t, c_off_t, fi)),
+            ('statfs', CFUNCTYPE(c_int, c_char_p, POINTER(c_statvfs))),
+            ('flush', CFUNCTYPE(c_int, c_char_p, fi)),
+            ('release', CFUNCTYPE(c_int, c_char_p, fi)),
+            ('fsync', CFUNCTYPE(c_int, c_char_p, c_int, fi)),
+            ('setxattr', setxattr_t),
+            ('getxattr', getxattr_t),
+            ('listxattr', CFUNCTYPE(c_int, c_char_p, c_byte_p, c_size_t)),
+            ('removexattr', CFUNCTYPE(c_int, c_char_p, c_char_p))]
+
+
 def fuse2_operations(c_stat, c_statvfs, fuse_file_info, c_utimbuf) -> list:
     """libfuse 2.9's struct fuse_operations as fusepy 3.0 declares it."""
     fi = POINTER(fuse_file_info)
@@ -120,28 +144,14 @@ def fuse2_operations(c_stat, c_statvfs, fuse_file_info, c_utimbuf) -> list:
         ('getattr', CFUNCTYPE(c_int, c_char_p, POINTER(c_stat))),
         ('readlink', CFUNCTYPE(c_int, c_char_p, c_byte_p, c_size_t)),
         ('getdir', c_void_p),
-        ('mknod', CFUNCTYPE(c_int, c_char_p, c_mode_t, c_dev_t)),
-        ('mkdir', CFUNCTYPE(c_int, c_char_p, c_mode_t)),
-        ('unlink', CFUNCTYPE(c_int, c_char_p)),
-        ('rmdir', CFUNCTYPE(c_int, c_char_p)),
-        ('symlink', CFUNCTYPE(c_int, c_char_p, c_char_p)),
+        *_ops_mknod_to_symlink(),
         ('rename', CFUNCTYPE(c_int, c_char_p, c_char_p)),
         ('link', CFUNCTYPE(c_int, c_char_p, c_char_p)),
         ('chmod', CFUNCTYPE(c_int, c_char_p, c_mode_t)),
         ('chown', CFUNCTYPE(c_int, c_char_p, c_uid_t, c_gid_t)),
         ('truncate', CFUNCTYPE(c_int, c_char_p, c_off_t)),
         ('utime', c_void_p),
-        ('open', CFUNCTYPE(c_int, c_char_p, fi)),
-        ('read', CFUNCTYPE(c_int, c_char_p, c_byte_p, c_size_t, c_off_t, fi)),
-        ('write', CFUNCTYPE(c_int, c_char_p, c_byte_p, c_size_t, c_off_t, fi)),
-        ('statfs', CFUNCTYPE(c_int, c_char_p, POINTER(c_statvfs))),
-        ('flush', CFUNCTYPE(c_int, c_char_p, fi)),
-        ('release', CFUNCTYPE(c_int, c_char_p, fi)),
-        ('fsync', CFUNCTYPE(c_int, c_char_p, c_int, fi)),
-        ('setxattr', setxattr_t),
-        ('getxattr', getxattr_t),
-        ('listxattr', CFUNCTYPE(c_int, c_char_p, c_byte_p, c_size_t)),
-        ('removexattr', CFUNCTYPE(c_int, c_char_p, c_char_p)),
+        *_ops_open_to_removexattr(fi, c_statvfs),
         ('opendir', CFUNCTYPE(c_int, c_char_p, fi)),
         ('readdir', CFUNCTYPE(c_int, c_char_p, c_void_p,
                               CFUNCTYPE(c_int, c_void_p, c_char_p, POINTER(c_stat), c_off_t),
@@ -258,27 +268,13 @@ def fuse3_operations(c_stat, c_statvfs, fuse_file_info, c_utimbuf, fuse_conn_inf
     return [
         ('getattr', CFUNCTYPE(c_int, c_char_p, POINTER(c_stat), fi)),
         ('readlink', CFUNCTYPE(c_int, c_char_p, c_byte_p, c_size_t)),
-        ('mknod', CFUNCTYPE(c_int, c_char_p, c_mode_t, c_dev_t)),
-        ('mkdir', CFUNCTYPE(c_int, c_char_p, c_mode_t)),
-        ('unlink', CFUNCTYPE(c_int, c_char_p)),
-        ('rmdir', CFUNCTYPE(c_int, c_char_p)),
-        ('symlink', CFUNCTYPE(c_int, c_char_p, c_char_p)),
+        *_ops_mknod_to_symlink(),
         ('rename', CFUNCTYPE(c_int, c_char_p, c_char_p, c_uint)),
         ('link', CFUNCTYPE(c_int, c_char_p, c_char_p)),
         ('chmod', CFUNCTYPE(c_int, c_char_p, c_mode_t, fi)),
         ('chown', CFUNCTYPE(c_int, c_char_p, c_uid_t, c_gid_t, fi)),
         ('truncate', CFUNCTYPE(c_int, c_char_p, c_off_t, fi)),
-        ('open', CFUNCTYPE(c_int, c_char_p, fi)),
-        ('read', CFUNCTYPE(c_int, c_char_p, c_byte_p, c_size_t, c_off_t, fi)),
-        ('write', CFUNCTYPE(c_int, c_char_p, c_byte_p, c_size_t, c_off_t, fi)),
-        ('statfs', CFUNCTYPE(c_int, c_char_p, POINTER(c_statvfs))),
-        ('flush', CFUNCTYPE(c_int, c_char_p, fi)),
-        ('release', CFUNCTYPE(c_int, c_char_p, fi)),
-        ('fsync', CFUNCTYPE(c_int, c_char_p, c_int, fi)),
-        ('setxattr', setxattr_t),
-        ('getxattr', getxattr_t),
-        ('listxattr', CFUNCTYPE(c_int, c_char_p, c_byte_p, c_size_t)),
-        ('removexattr', CFUNCTYPE(c_int, c_char_p, c_char_p)),
+        *_ops_open_to_removexattr(fi, c_statvfs),
         ('opendir', CFUNCTYPE(c_int, c_char_p, fi)),
         ('readdir', CFUNCTYPE(c_int, c_char_p, c_void_p, fill_dir, c_off_t, fi,
                               fuse_readdir_flags)),
@@ -302,6 +298,25 @@ def fuse3_operations(c_stat, c_statvfs, fuse_file_info, c_utimbuf, fuse_conn_inf
                                       c_size_t, c_int)),
         ('lseek', CFUNCTYPE(c_off_t, c_char_p, c_off_t, c_int, fi)),
     ]
+
+
+def fill_stat(st, attrs: dict, use_ns: bool, has) -> None:
+    """The peers' set_st_attrs(): a getattr() dict into a c_stat.  Times go
+    into the ``*timespec`` fields (float seconds, or ns with ``use_ns``);
+    other keys are set when ``has(st, key)`` (the peers test that
+    differently)."""
+    for key, val in attrs.items():
+        if key in ('st_atime', 'st_mtime', 'st_ctime', 'st_birthtime'):
+            timespec = getattr(st, key + 'spec', None)
+            if timespec is None:
+                continue
+            if use_ns:
+                timespec.tv_sec, timespec.tv_nsec = divmod(int(val), 10 ** 9)
+            else:
+                timespec.tv_sec = int(val)
+                timespec.tv_nsec = int((val - timespec.tv_sec) * 1E9)
+        elif has(st, key):
+            setattr(st, key, val)
 
 
 def running_libfuse_version() -> tuple[int, int]:

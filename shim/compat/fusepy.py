@@ -103,18 +103,7 @@ fuse_operations = _cstructs.struct('fuse_operations', __name__, _cstructs.fuse2_
 
 def set_st_attrs(st, attrs, use_ns=False):
     """Fill a c_stat from a getattr() dict (fusepy's helper)."""
-    for key, val in attrs.items():
-        if key in ('st_atime', 'st_mtime', 'st_ctime', 'st_birthtime'):
-            timespec = getattr(st, key + 'spec', None)
-            if timespec is None:
-                continue
-            if use_ns:
-                timespec.tv_sec, timespec.tv_nsec = divmod(int(val), 10 ** 9)
-            else:
-                timespec.tv_sec = int(val)
-                timespec.tv_nsec = int((val - timespec.tv_sec) * 1E9)
-        elif hasattr(st, key):
-            setattr(st, key, val)
+    _cstructs.fill_stat(st, attrs, use_ns, hasattr)
 
 
 class fuse_conn_info:

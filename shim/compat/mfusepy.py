@@ -100,18 +100,7 @@ def get_fuse_version(libfuse) -> tuple[int, int]:
 
 def set_st_attrs(st, attrs: dict[str, Any], use_ns: bool = False) -> None:
     """Fill a c_stat from a getattr() dict (mfusepy's helper)."""
-    for key, val in attrs.items():
-        if key in ('st_atime', 'st_mtime', 'st_ctime', 'st_birthtime'):
-            timespec = getattr(st, key + 'spec', None)
-            if timespec is None:
-                continue
-            if use_ns:
-                timespec.tv_sec, timespec.tv_nsec = divmod(int(val), 10 ** 9)
-            else:
-                timespec.tv_sec = int(val)
-                timespec.tv_nsec = int((val - timespec.tv_sec) * 1e9)
-        elif getattr(st, key, None) is not None:
-            setattr(st, key, val)
+    _cstructs.fill_stat(st, attrs, use_ns, lambda st, key: getattr(st, key, None) is not None)
 
 
 def _new_config():
