@@ -173,8 +173,8 @@ def _run_suite(top: Path, provide: bool, tmp: Path) -> dict[str, str]:
     # (nor its ioctl_opt dependency): a collection error on both sides, which
     # must not stop the other tests
     subprocess.run([sys.executable, '-m', 'pytest', '-p', 'no:cacheprovider', '-q',
-                    '--continue-on-collection-errors', f'--junitxml={xml}', 'tests'], cwd=top, env=env, capture_output=True,
-                   text=True, timeout=600)
+                    '--continue-on-collection-errors', f'--junitxml={xml}', 'tests'],
+                   cwd=top, env=env, capture_output=True, text=True, timeout=600)
     outcomes = {}
     for case in ET.parse(xml).iter('testcase'):
         name = f"{case.get('classname')}::{case.get('name')}"
