@@ -158,19 +158,48 @@ def test_audit_catches_new_and_stale(tmp_path):
 
 # ---------------------------------------------------------------- mfusepy's own tests
 
-def _run_suite(top: Path, provide: bool, tmp: Path) -> dict[str, str]:
-    """Outcome per test of mfusepy's tests/ (JUnit XML): passed, failed,
+def headers_of(lib: str) -> Path:
+    """The include/fuse3 directory installed with a libfuse3 library (a
+    prefix's include/ next to its lib/, or /usr/include for the system's)."""
+    for parent in Path(lib).parents:
+        inc = parent / 'include' / 'fuse3'
+        if (inc / 'fuse.h').is_file():
+            return inc
+    raise AssertionError(f'no libfuse3 headers (include/fuse3/fuse.h) installed with {lib}')
+
+
+def compiler_for(headers: Path, tmp: Path) -> str:
+    """A $CC that puts ``headers`` first.  mfusepy's layout check adds
+    -I/usr/include/fuse3 itself, which would hide a matrix cell's own
+    libfuse (3.17, say) behind the system's 3.14 headers."""
+    cc = tmp / 'cc-libfuse'
+    cc.write_text(f'#!/bin/sh\nexec {shutil.which("cc") or "cc"} -I{headers} "$@"\n')
+    cc.chmod(0o755)
+    return str(cc)
+
+
+# how mfusepy's suite is run: (module name resolves to fuseshim's layer,
+# mfusepy loads the libfuse fuseshim is linked with and its headers)
+RUNS = {'real': (False, False), 'real-same-libfuse': (False, True), 'layer': (True, True)}
+
+
+def _run_suite(top: Path, run: str, tmp: Path) -> dict[str, str]:
+    """Outcome per test of mfusepy's tests/ (JUnit XML): passed, failure,
     error or skipped."""
+    provide, same_libfuse = RUNS[run]
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE='1')
-    env.pop('FUSE_LIBRARY_PATH', None)
-    env.pop('FUSE_LIBRARY_NAME', None)
+    for var in ('FUSE_LIBRARY_PATH', 'FUSE_LIBRARY_NAME', 'FUSESHIM_PROVIDES', 'CC'):
+        env.pop(var, None)
+    if same_libfuse:
+        lib = fuseshim_libfuse()
+        env['CC'] = compiler_for(headers_of(lib), tmp)
+        if not provide:
+            env['FUSE_LIBRARY_PATH'] = lib
     if provide:
         env['FUSESHIM_PROVIDES'] = 'mfusepy'
-    else:
-        env.pop('FUSESHIM_PROVIDES', None)
-    xml = tmp / ('layer.xml' if provide else 'real.xml')
+    xml = tmp / f'{run}.xml'
     # the sdist ships tests/test_examples.py but not the examples/ it imports
-    # (nor its ioctl_opt dependency): a collection error on both sides, which
+    # (nor its ioctl_opt dependency): a collection error on every side, which
     # must not stop the other tests
     subprocess.run([sys.executable, '-m', 'pytest', '-p', 'no:cacheprovider', '-q',
                     '--continue-on-collection-errors', f'--junitxml={xml}', 'tests'],
@@ -184,18 +213,31 @@ def _run_suite(top: Path, provide: bool, tmp: Path) -> dict[str, str]:
 
 
 def test_mfusepy_own_suite(tmp_path):
-    """mfusepy 3.1.1's tests/: the layer (module name ``mfusepy`` resolving
-    to it through FUSESHIM_PROVIDES) passes exactly what the real mfusepy
-    passes.  Its C layout check compiles against libfuse's headers: the real
-    mfusepy loads libfuse 2 here (Debian package libfuse-dev), the layer
-    shows the libfuse 3 fuseshim runs (libfuse3-dev)."""
+    """mfusepy 3.1.1's tests/, three times in one run: the real mfusepy as
+    its users run it (it loads libfuse 2; its C layout check compiles against
+    libfuse 2's headers, Debian's libfuse-dev), the real mfusepy made to load
+    the libfuse 3 fuseshim is linked with, and fuseshim's layer (module name
+    ``mfusepy`` resolving to it through FUSESHIM_PROVIDES), which shows that
+    libfuse 3.  The last two compile against that library's own headers.
+
+    The layer must pass exactly what the real mfusepy passes on the same
+    libfuse, and on this machine's libfuse everything the default run passes.
+    (mfusepy 3.1.1's layouts predate libfuse 3.18, which grew fuse_file_info
+    and fuse_operations: on 3.18 its layout check fails for the real mfusepy
+    and the layer alike.)"""
     src = peer_sdist('mfusepy', MFUSEPY_VERSION)
     top = tmp_path / 'mfusepy'
     shutil.copytree(src, top)
-    real = _run_suite(top, False, tmp_path)
-    layer = _run_suite(top, True, tmp_path)
+    got = {run: _run_suite(top, run, tmp_path) for run in RUNS}
     layout = 'tests.test_struct_layout::test_struct_layout'
-    assert real.get(layout) == 'passed', (
+    assert got['real'].get(layout) == 'passed', (
         f'the real mfusepy must pass its layout check for the comparison to mean '
-        f'anything (needs a C compiler and libfuse-dev): {real}')
-    assert layer == real, f'real mfusepy: {real}\nfuseshim layer: {layer}'
+        f'anything (needs a C compiler and libfuse-dev): {got["real"]}')
+    assert got['layer'] == got['real-same-libfuse'], got
+    if fuseshim_libfuse_is_systems():
+        assert got['layer'] == got['real'], got
+
+
+def fuseshim_libfuse_is_systems() -> bool:
+    """fuseshim runs the libfuse3 whose headers are /usr/include/fuse3."""
+    return headers_of(fuseshim_libfuse()) == Path('/usr/include/fuse3')
