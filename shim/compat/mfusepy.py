@@ -84,8 +84,9 @@ FuseConnInfoPointer = POINTER(fuse_conn_info)
 fuse_fill_dir_t = CFUNCTYPE(c_int, c_void_p, c_char_p, c_stat_p, c_off_t, fuse_fill_dir_flags)
 fuse_operations = _cstructs.struct('fuse_operations', __name__, _cstructs.fuse3_operations(
     c_stat, c_statvfs, fuse_file_info, c_utimbuf, fuse_conn_info, fuse_config))
-# libfuse's own entry point, from the library fuseshim is linked with
-fuse_main_real = ctypes.CDLL(_libfuse_path()).fuse_main_real
+# libfuse's own entry point, from the library fuseshim is linked with (None
+# in the unlikely case that the loader cannot tell which file that is)
+fuse_main_real = ctypes.CDLL(_libfuse_path()).fuse_main_real if _libfuse_path() else None
 
 
 def get_fuse_version(libfuse) -> tuple[int, int]:
