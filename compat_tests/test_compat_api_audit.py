@@ -44,6 +44,8 @@ SURFACE = HERE / 'api_surface.py'
 # peer -> (real module, fuseshim's layer, the guide that lists the differences)
 PEERS = {
     'pyfuse3': ('pyfuse3', 'fuseshim.compat.pyfuse3', 'migration-pyfuse3.md'),
+    'pyfuse3.asyncio': ('pyfuse3.asyncio', 'fuseshim.compat.pyfuse3_asyncio',
+                        'migration-pyfuse3.md'),
     'fusepy': ('fuse', 'fuseshim.compat.fusepy', 'migration-fusepy.md'),
     'mfusepy': ('mfusepy', 'fuseshim.compat.mfusepy', 'migration-fusepy.md'),
 }
