@@ -91,6 +91,11 @@ MOUNT_MODES = [MountMode(s, h, w) for s in ('sync', 'classic') for h in ('sync',
                for w in (1, 3)]
 
 
+def auto_startup_path() -> str:
+    """The path startup="auto" takes on this kernel."""
+    return 'sync' if fuseshim.probe_sync_init().supported else 'classic'
+
+
 def skip_sync_path_where_unavailable(startup: str):
     """The sync startup path exists only on kernels with SYNC_INIT (>= 6.18,
     as root); the matrix runs these suites on older kernels too (in VMs),

@@ -19,7 +19,7 @@ import pytest
 import fuseshim
 import ops_scenarios as sc
 from child_signals import popen
-from conftest import MountMode, mounted, mounted_paths
+from conftest import MountMode, auto_startup_path, mounted, mounted_paths
 from fuseshim.examples.memfs import AsyncMemFS, MemFS
 
 
@@ -181,7 +181,7 @@ def test_command_line(tmp_path, handlers):
     sync where the kernel has SYNC_INIT, classic on the matrix's older kernels)."""
     mnt = tmp_path / 'mnt'
     mnt.mkdir()
-    path = 'sync' if fuseshim.probe_sync_init().supported else 'classic'
+    path = auto_startup_path()
     argv = [sys.executable, '-m', 'fuseshim.examples.memfs', str(mnt), '--workers', '2',
             '--startup', 'auto'] + (['--async'] if handlers == 'async' else [])
     proc = popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
