@@ -285,6 +285,10 @@ class Mount:
                 'export_support': bool(getattr(ops, 'supports_dot_lookup', False))}
         if getattr(ops, 'enable_passthrough', False):
             want['passthrough'] = True
+        if getattr(ops, 'enable_killpriv', False):
+            # the flags are read from the raw request, which splice_read
+            # leaves in a pipe: the two do not go together
+            want['handle_killpriv_v2'] = not want['splice_read']
         return want
 
     def _setup_loop(self):

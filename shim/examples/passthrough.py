@@ -250,6 +250,12 @@ class PassthroughFS(fuseshim.Operations):
     on a supported architecture) performs requests with the caller's
     credentials; False acts as the daemon's own user, as passthrough_ll."""
     enable_readdirplus = READDIRPLUS_USABLE
+    # FUSE_HANDLE_KILLPRIV_V2: without it the kernel drops S_ISUID/S_ISGID
+    # before another user's write or truncate with a chmod sent under that
+    # user's credentials, which the backing filesystem refuses (EPERM: not
+    # the owner) -- the write failed where ext4 lets it succeed.  With it the
+    # kernel flags the request instead, and the bits are cleared here
+    enable_killpriv = True
 
     def __init__(self, source, act_as_caller=None):
         if act_as_caller is None:
@@ -418,6 +424,19 @@ class PassthroughFS(fuseshim.Operations):
     def getattr(self, inode, ctx=None):
         return self._attr(inode, os.fstat(self._fd(inode)))
 
+    def _kill_suidgid(self, fd, ctx, chown=False):
+        """Clear S_ISUID/S_ISGID of the backing file ``fd`` (a descriptor or
+        an O_PATH one) as the daemon, if the request says so and the backing
+        filesystem did not: a write runs with the daemon's credentials, and
+        so does everything with act_as_caller=False.  Done through
+        /proc/self/fd: fchmod refuses O_PATH descriptors."""
+        if not getattr(ctx, 'kill_suidgid', False):
+            return
+        st = os.fstat(fd)
+        mode = fuseshim.mode_after_kill_suidgid(st.st_mode, st.st_gid, ctx, chown=chown)
+        if mode != st.st_mode:
+            os.chmod(_proc(fd), stat.S_IMODE(mode))
+
     @_op
     @_as_caller
     def setattr(self, inode, attr, fields, fh, ctx):
@@ -457,6 +476,9 @@ class PassthroughFS(fuseshim.Operations):
                     raise
                 self._utimens(node, path, fields, attr,
                               (fields.update_atime, fields.update_mtime))
+        if not self.act_as_caller:
+            # as the caller, the backing truncate or chown cleared the bits itself
+            self._kill_suidgid(node.fd, ctx, chown=fields.update_uid or fields.update_gid)
         return self._attr(inode, os.fstat(node.fd))
 
     @staticmethod
@@ -544,6 +566,8 @@ class PassthroughFS(fuseshim.Operations):
                 raise FUSEError(errno.EACCES)
             flags &= ~FMODE_EXEC
         fd = os.open(path, flags & ~(os.O_NOFOLLOW | os.O_CREAT | os.O_EXCL))
+        if not self.act_as_caller:   # as the caller, the O_TRUNC cleared them
+            self._kill_suidgid(fd, ctx)
         self._add_file(fd, flags)
         return FileInfo(fh=fd, keep_cache=False)
 
@@ -569,6 +593,8 @@ class PassthroughFS(fuseshim.Operations):
         fd = os.open(name, (flags | os.O_CREAT) & ~os.O_NOFOLLOW, mode,
                      dir_fd=self._fd(parent_inode))
         try:
+            if not self.act_as_caller:   # an existing file opened O_TRUNC
+                self._kill_suidgid(fd, ctx)
             attr = self._lookup(parent_inode, name)
         except BaseException:
             os.close(fd)
@@ -589,7 +615,10 @@ class PassthroughFS(fuseshim.Operations):
         return FdRange(fh, off, size)
 
     @_op
-    def write(self, fh, off, buf):
+    def write(self, fh, off, buf, ctx=None):
+        # the write itself runs with the daemon's credentials (CAP_FSETID):
+        # the backing filesystem would keep the bits
+        self._kill_suidgid(fh, ctx)
         try:
             return self._write(fh, off, buf)
         except OSError as e:
