@@ -424,16 +424,18 @@ class PassthroughFS(fuseshim.Operations):
     def getattr(self, inode, ctx=None):
         return self._attr(inode, os.fstat(self._fd(inode)))
 
-    def _kill_suidgid(self, fd, ctx, chown=False):
+    def _kill_suidgid(self, fd, ctx, chown=False, file_gid=None):
         """Clear S_ISUID/S_ISGID of the backing file ``fd`` (a descriptor or
         an O_PATH one) as the daemon, if the request says so and the backing
         filesystem did not: a write runs with the daemon's credentials, and
-        so does everything with act_as_caller=False.  Done through
+        so does everything with act_as_caller=False.  ``file_gid``: the
+        group before a chown (the kernel judges by that one).  Done through
         /proc/self/fd: fchmod refuses O_PATH descriptors."""
         if not getattr(ctx, 'kill_suidgid', False):
             return
         st = os.fstat(fd)
-        mode = fuseshim.mode_after_kill_suidgid(st.st_mode, st.st_gid, ctx, chown=chown)
+        gid = st.st_gid if file_gid is None else file_gid
+        mode = fuseshim.mode_after_kill_suidgid(st.st_mode, gid, ctx, chown=chown)
         if mode != st.st_mode:
             os.chmod(_proc(fd), stat.S_IMODE(mode))
 
@@ -445,6 +447,7 @@ class PassthroughFS(fuseshim.Operations):
         if node is None:
             raise FUSEError(errno.ESTALE)
         path = _proc(node.fd)
+        gid_before = os.fstat(node.fd).st_gid if not self.act_as_caller else None
         if fields.update_mode:
             if node.is_symlink:
                 raise FUSEError(errno.EOPNOTSUPP)
@@ -478,7 +481,8 @@ class PassthroughFS(fuseshim.Operations):
                               (fields.update_atime, fields.update_mtime))
         if not self.act_as_caller:
             # as the caller, the backing truncate or chown cleared the bits itself
-            self._kill_suidgid(node.fd, ctx, chown=fields.update_uid or fields.update_gid)
+            self._kill_suidgid(node.fd, ctx, chown=fields.update_uid or fields.update_gid,
+                               file_gid=gid_before)
         return self._attr(inode, os.fstat(node.fd))
 
     @staticmethod
