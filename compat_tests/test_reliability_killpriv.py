@@ -167,3 +167,33 @@ def test_killpriv_v2_negotiated_where_available(public_dir):
             assert fuseshim.features()['killpriv_v2']
     with mounted(fuseshim.Operations(), mnt) as m:     # not asked for: not granted
         assert 'handle_killpriv_v2' not in m.granted
+
+
+#: opens a FIFO for reading without waiting for a writer
+OPEN_FIFO = ('perl -MFcntl -e \'sysopen(F, shift, O_RDONLY | O_NONBLOCK) '
+             'or die "open: $!\\n"; print "opened\\n"\' ')
+
+
+def test_fifo_opens_are_never_asked_without_default_permissions(public_dir):
+    """A documented limit (docs/reliability.md, the example's --help): the
+    kernel opens FIFOs itself and never sends FUSE_OPEN, so without
+    default_permissions a FIFO nobody may read (0600, root's) opens anyway;
+    with default_permissions the kernel refuses it, as the local directory."""
+    if not can_act_as_caller():
+        pytest.skip('per-thread credentials unsupported on this architecture')
+    src, mnt = os.path.join(public_dir, 'src'), os.path.join(public_dir, 'mnt')
+    os.mkdir(src)
+    os.mkdir(mnt)
+    os.chmod(src, 0o755)
+    os.mkfifo(os.path.join(src, 'fifo'), 0o600)
+    local = as_user(NOBODY, OPEN_FIFO + os.path.join(src, 'fifo'))
+    assert (local.returncode, local.stderr.strip()) == (13, 'open: Permission denied')
+    outcome = {}
+    for options in (('allow_other',), ('allow_other', 'default_permissions')):
+        ops = PassthroughFS(src)
+        with mounted(ops, mnt, options=list(options)):
+            res = as_user(NOBODY, OPEN_FIFO + os.path.join(mnt, 'fifo'))
+        outcome[options] = (res.returncode, (res.stdout + res.stderr).strip())
+        assert ops.calls['open'] == 0     # the daemon was never asked either way
+    assert outcome[('allow_other',)] == (0, 'opened')
+    assert outcome[('allow_other', 'default_permissions')] == (13, 'open: Permission denied')

@@ -13,11 +13,16 @@ setfsuid/setfsgid/setgroups system calls; glibc's wrappers change every
 thread of the process), and restored afterwards.  So files created by other
 users belong to them, and the backing filesystem applies its own permission,
 sticky-bit and ownership rules exactly as for a local caller.  Mount with
-``-o allow_other,default_permissions`` to share the mount: the kernel then
-checks search permission on cached paths too, which a FUSE daemon never gets
-asked about (see docs/reliability.md).  The async variant runs those
-requests on a small thread pool of its own, so the credentials of the event
-loop's thread never change.
+``-o allow_other,default_permissions`` to share the mount.  Without
+default_permissions two things are never asked of the daemon, so nothing
+checks them: search permission on directories whose entries the kernel has
+cached, and opening FIFOs -- the kernel opens those itself, so a FIFO the
+caller may not open opens anyway (see
+docs/reliability.md).  S_ISUID/S_ISGID go when another user writes,
+truncates or chowns a file, as on ext4 (FUSE_HANDLE_KILLPRIV_V2, libfuse >=
+3.13).  The async variant runs the requests acting as the caller on a small
+thread pool of its own, so the credentials of the event loop's thread never
+change.
 """
 from __future__ import annotations
 
