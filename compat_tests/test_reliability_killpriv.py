@@ -169,6 +169,30 @@ def test_killpriv_v2_negotiated_where_available(public_dir):
         assert 'handle_killpriv_v2' not in m.granted
 
 
+class ThreeArgumentWrite(MemFS):
+    """A subclass keeping pyfuse3's write(fh, off, buf)."""
+    def write(self, fh, off, buf):
+        return MemFS.write(self, fh, off, buf)
+
+
+def test_write_without_the_writer_argument_keeps_the_kernels_chmod(public_dir):
+    """enable_killpriv inherited by a write() that takes no fourth argument
+    is not asked for (it would fail every write): the kernel drops the bits
+    with its chmod as before, and the writes succeed."""
+    mnt = os.path.join(public_dir, 'mnt')
+    os.mkdir(mnt)
+    with mounted(ThreeArgumentWrite(root_mode=0o755), mnt,
+                 options=['allow_other', 'default_permissions']) as m:
+        assert 'handle_killpriv_v2' not in m.granted
+        path = os.path.join(mnt, 'f')
+        with open(path, 'w') as f:
+            f.write('data')
+        os.chmod(path, 0o6777)
+        res = as_user(NOBODY, f'echo x >> {shlex.quote(path)}')
+        assert (res.returncode, res.stderr) == (0, '')
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o777
+
+
 #: opens a FIFO for reading without waiting for a writer
 OPEN_FIFO = ('perl -MFcntl -e \'sysopen(F, shift, O_RDONLY | O_NONBLOCK) '
              'or die "open: $!\\n"; print "opened\\n"\' ')

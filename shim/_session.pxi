@@ -189,7 +189,8 @@ cdef class Session:
             h = getattr(ops, name, None) if name in implemented else None
             self.handlers.append(h)
             self.is_async[i] = h is not None and inspect.iscoroutinefunction(h)
-        self.killpriv_wanted = bool(getattr(ops, 'enable_killpriv', False))
+        self.killpriv_wanted = (bool(getattr(ops, 'enable_killpriv', False))
+                                and _takes_writer(self.handlers[<int>OP_WRITE]))
         self.init_event = threading.Event()
         self.want = {}
         self.granted = {}
@@ -631,6 +632,20 @@ cdef inline int64_t _monotonic_ns() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+def _takes_writer(write):
+    """Whether a write handler accepts the writer's RequestContext as a
+    fourth argument (or there is none).  A subclass overriding write() with
+    pyfuse3's three arguments does not: it gets no enable_killpriv, and the
+    kernel drops suid/sgid with its own chmod as before."""
+    if write is None:
+        return True
+    try:
+        inspect.signature(write).bind(0, 0, b'', None)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 cdef _check_notify(int rc, what):

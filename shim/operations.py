@@ -37,8 +37,8 @@ class Operations:
     #: the writer's credentials first.  With it, ``write`` takes a fourth
     #: argument, the writer's RequestContext; ``ctx.kill_suidgid`` (write,
     #: open, create, setattr) and ``SetattrFields.kill_suidgid`` carry the
-    #: request's flag; see ``mode_after_kill_suidgid``.  Not with
-    #: ``enable_splice_read``.  ``Mount.granted['handle_killpriv_v2']``
+    #: request's flag; see ``mode_after_kill_suidgid``.  Off when ``write``
+    #: cannot take the fourth argument; not with ``enable_splice_read``.  ``Mount.granted['handle_killpriv_v2']``
     #: tells whether the kernel and libfuse (>= 3.13) agreed.
     enable_killpriv = False
 

@@ -54,16 +54,26 @@ static inline void shim_fi_set_backing_id(struct fuse_file_info *fi, int id) {
 #endif
 }
 
-/* Request FUSE_CAP_PASSTHROUGH when the kernel offers it; 1 if granted. */
-static inline int shim_want_passthrough(struct fuse_conn_info *conn) {
-#if HAVE_FUSE_CAP_PASSTHROUGH && HAVE_FUSE_SET_FEATURE_FLAG
-    return fuse_set_feature_flag(conn, FUSE_CAP_PASSTHROUGH) ? 1 : 0;
-#elif HAVE_FUSE_CAP_PASSTHROUGH && HAVE_CONN_WANT_EXT
-    if (conn->capable_ext & FUSE_CAP_PASSTHROUGH) {
-        conn->want_ext |= FUSE_CAP_PASSTHROUGH;
+#if HAVE_CONN_WANT_EXT
+/* Request a capability of the 64-bit set (libfuse >= 3.17) when the kernel
+ * offers it; 1 if granted. */
+static inline int shim_want_ext(struct fuse_conn_info *conn, uint64_t flag) {
+#if HAVE_FUSE_SET_FEATURE_FLAG
+    return fuse_set_feature_flag(conn, flag) ? 1 : 0;
+#else
+    if (conn->capable_ext & flag) {
+        conn->want_ext |= flag;
         return 1;
     }
     return 0;
+#endif
+}
+#endif
+
+/* Request FUSE_CAP_PASSTHROUGH when the kernel offers it; 1 if granted. */
+static inline int shim_want_passthrough(struct fuse_conn_info *conn) {
+#if HAVE_FUSE_CAP_PASSTHROUGH && HAVE_CONN_WANT_EXT
+    return shim_want_ext(conn, FUSE_CAP_PASSTHROUGH);
 #else
     (void)conn;
     return 0;
@@ -172,7 +182,7 @@ static inline void shim_note_request(const struct fuse_buf *buf) {
 
 static inline int shim_request_kill_suidgid(void) { return shim_req_kill_suidgid; }
 
-#if !HAVE_FUSE_CAP_HANDLE_KILLPRIV_V2 && HAVE_FUSE_SESSION_CUSTOM_IO
+#if !(HAVE_FUSE_CAP_HANDLE_KILLPRIV_V2 && HAVE_CONN_WANT_EXT) && HAVE_FUSE_SESSION_CUSTOM_IO
 #include <sys/uio.h>
 #include <unistd.h>
 #include <fcntl.h>
@@ -217,23 +227,9 @@ static const struct fuse_custom_io shim_killpriv_io = {
  * 3.13 ... 3.16 our I/O functions (installed here, before libfuse writes the
  * reply) add it; older libfuse cannot. */
 static inline int shim_want_killpriv_v2(struct fuse_session *se, struct fuse_conn_info *conn) {
-#if HAVE_FUSE_CAP_HANDLE_KILLPRIV_V2 && HAVE_FUSE_SET_FEATURE_FLAG
+#if HAVE_FUSE_CAP_HANDLE_KILLPRIV_V2 && HAVE_CONN_WANT_EXT   /* both since 3.17 */
     (void)se;
-    return fuse_set_feature_flag(conn, FUSE_CAP_HANDLE_KILLPRIV_V2) ? 1 : 0;
-#elif HAVE_FUSE_CAP_HANDLE_KILLPRIV_V2 && HAVE_CONN_WANT_EXT
-    (void)se;
-    if (conn->capable_ext & FUSE_CAP_HANDLE_KILLPRIV_V2) {
-        conn->want_ext |= FUSE_CAP_HANDLE_KILLPRIV_V2;
-        return 1;
-    }
-    return 0;
-#elif HAVE_FUSE_CAP_HANDLE_KILLPRIV_V2
-    (void)se;
-    if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV_V2) {
-        conn->want |= FUSE_CAP_HANDLE_KILLPRIV_V2;
-        return 1;
-    }
-    return 0;
+    return shim_want_ext(conn, FUSE_CAP_HANDLE_KILLPRIV_V2);
 #elif HAVE_FUSE_SESSION_CUSTOM_IO
     (void)conn;
     if (!shim_init_offers_v2)
