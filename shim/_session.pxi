@@ -155,8 +155,9 @@ cdef class Session:
     cdef public dict granted
     cdef readonly bint stopping
     cdef uint64_t init_unique
-    # Operations.enable_killpriv: write() takes a kill_suidgid argument;
-    # granted: the kernel flags requests whose caller lacks CAP_FSETID
+    # wanted: Operations.enable_killpriv and write() takes the writer's
+    # RequestContext as a fourth argument; granted: FUSE_HANDLE_KILLPRIV_V2
+    # agreed, the kernel flags requests whose caller lacks CAP_FSETID
     cdef readonly bint killpriv_wanted
     cdef readonly bint killpriv_granted
     cdef bint destroyed
