@@ -8,7 +8,7 @@ from ._core import (DirListing, EntryAttributes, FdRange, FileInfo, FUSEError, P
 from .errors import FuseshimError, InitError, InitTimeout, MountError, SyncInitUnavailable
 from .kernel import SyncInitProbe, probe_sync_init
 from .mount import Mount, mount
-from .operations import Operations
+from .operations import Operations, mode_after_kill_suidgid
 
 __version__ = '0.1.0'
 ROOT_INODE = 1
@@ -17,7 +17,8 @@ __all__ = [
     'DirListing', 'EntryAttributes', 'FdRange', 'FileInfo', 'FUSEError', 'FuseshimError', 'InitError', 'InitTimeout',
     'Mount', 'MountError', 'Operations', 'PollHandle', 'ROOT_INODE', 'ReaddirToken',
     'RequestContext', 'SetattrFields', 'StatvfsData', 'SyncInitProbe', 'SyncInitUnavailable',
-    'current_operations', 'current_request_ids', 'features', 'libfuse_io_uring', 'libfuse_version', 'mount', 'probe_sync_init', 'readdir_reply',
+    'current_operations', 'current_request_ids', 'features', 'libfuse_io_uring', 'libfuse_version',
+    'mode_after_kill_suidgid', 'mount', 'probe_sync_init', 'readdir_reply',
 ]
 
 
