@@ -7,9 +7,11 @@ kernel this suite runs on."""
 from __future__ import annotations
 
 import glob
+import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -30,7 +32,8 @@ def readelf_needed(path):
 @needs_readelf
 def test_elf_needed_agrees_with_readelf():
     core = fuseshim._core.__file__
-    paths = [libfuse_path(), core, shutil.which('python3'), '/bin/ls']
+    # (the interpreter itself, not a pyenv shim script in front of it)
+    paths = [libfuse_path(), core, os.path.realpath(sys.executable), '/bin/ls']
     paths += glob.glob('/usr/lib/x86_64-linux-gnu/libc.so.6')
     for path in paths:
         assert elf.needed(path) == readelf_needed(path), path
