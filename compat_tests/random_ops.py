@@ -14,9 +14,10 @@ Operations: open (O_RDONLY/O_WRONLY/O_RDWR with O_CREAT, O_EXCL, O_TRUNC,
 O_APPEND, O_DIRECT), close, read, write, pread, pwrite, lseek, truncate,
 ftruncate, fallocate (0, KEEP_SIZE, PUNCH_HOLE|KEEP_SIZE, ZERO_RANGE[,
 KEEP_SIZE]), copy_file_range, mmap (MAP_SHARED) with reads, writes, msync and
-munmap, fsync, fdatasync, fstat, stat, rename, link, unlink -- on a few names
-in two directories through up to six handles and three mappings, so several
-handles (and mappings) share one file.
+munmap, fsync, fdatasync, fstat, stat, rename (files and directories), link,
+unlink, mkdir, rmdir -- on six names in three directories through up to six
+handles and three mappings, so several handles (and mappings) share one file
+and handles outlive their names.
 
 A sequence is a JSON list of operations; slots name handles and mappings,
 never file descriptors, so *any* subsequence of a sequence is a valid
@@ -63,7 +64,8 @@ MAX_OP_LEN = 64 * 1024            # longest single read/write/copy
 HANDLE_SLOTS = 6
 MAP_SLOTS = 3
 DIRS = ('d',)                     # created in every run root before the first op
-NAMES = ('a', 'b', 'c', 'd/a', 'd/b')
+DIR_NAMES = ('d', 'e')            # for mkdir, rmdir and (with NAMES) rename
+NAMES = ('a', 'b', 'c', 'd/a', 'd/b', 'e/a')
 
 FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
@@ -327,6 +329,14 @@ class Side:
         os.unlink(self.path(a))
         return ('ok',)
 
+    def op_mkdir(self, a):
+        os.mkdir(self.path(a), 0o755)
+        return ('ok',)
+
+    def op_rmdir(self, a):
+        os.rmdir(self.path(a))
+        return ('ok',)
+
 
 # ------------------------------------------------------------ legitimate skips
 
@@ -377,7 +387,9 @@ class Generator:
     WEIGHTS = {'open': 7, 'close': 5, 'read': 8, 'write': 9, 'pread': 8, 'pwrite': 11,
                'lseek': 3, 'truncate': 3, 'ftruncate': 4, 'fallocate': 6, 'copy': 5,
                'fsync': 2, 'fdatasync': 1, 'fstat': 2, 'stat': 2, 'mmap': 4, 'munmap': 2,
-               'mapread': 6, 'mapwrite': 7, 'msync': 4, 'rename': 2, 'link': 2, 'unlink': 2}
+               'mapread': 6, 'mapwrite': 7, 'msync': 4, 'rename': 3, 'link': 2, 'unlink': 2,
+               'mkdir': 1, 'rmdir': 1}
+    WRITES = {'write', 'pwrite', 'ftruncate', 'fallocate', 'mmap'}
 
     def __init__(self, rng: random.Random):
         self.rng = rng
@@ -391,6 +403,8 @@ class Generator:
 
     def _length(self, direct, cap=MAX_OP_LEN):
         r = self.rng
+        if r.random() < .01:
+            return 0
         if direct:
             return ALIGN * r.randint(1, max(1, cap // ALIGN))
         return r.choice((r.randint(1, 64), r.randint(1, 4096), r.randint(1, cap)))
@@ -431,15 +445,25 @@ class Generator:
             slot = r.choice(free) if free else r.randrange(HANDLE_SLOTS)
             return ['open', slot, r.choice(NAMES), flags]
         if kind in ('truncate', 'stat', 'unlink'):
-            name = r.choice(NAMES)
+            # now and then a directory's name: removes a file renamed there
+            name = r.choice(NAMES if r.random() < .9 else DIR_NAMES)
             if kind == 'truncate':
                 return ['truncate', name, self._size()]
             if kind == 'unlink' and r.random() < .5:
                 return None       # keep files around longer than fsx would
             return [kind, name]
         if kind in ('rename', 'link'):
-            a, b = r.choice(NAMES), r.choice(NAMES)
-            return [kind, a, b]
+            x = r.random()
+            if kind == 'rename' and x < .15:        # directories (handles inside move too)
+                return [kind, r.choice(DIR_NAMES), r.choice(DIR_NAMES)]
+            if x > .96:                             # a file name against a directory
+                return [kind, *r.sample((r.choice(NAMES), r.choice(DIR_NAMES)), 2)]
+            return [kind, r.choice(NAMES), r.choice(NAMES)]
+        if kind == 'mkdir':
+            return [kind, r.choice(DIR_NAMES)]
+        if kind == 'rmdir':
+            # now and then a file name: removes a directory renamed there
+            return [kind, r.choice(DIR_NAMES if r.random() < .8 else NAMES)]
         if kind == 'msync' or kind == 'munmap':
             if not ref.maps:
                 return None
@@ -459,6 +483,10 @@ class Generator:
             return ['mapwrite', mslot, off, n, self._next_dseed()]
         if not open_slots:
             return None
+        writable = [s for s in open_slots
+                    if ref.handles[s][1] & os.O_ACCMODE != os.O_RDONLY]
+        if kind in self.WRITES and writable and r.random() < .85:
+            open_slots = writable     # mostly meaningful writes; EBADF now and then
         slot = r.choice(open_slots)
         fd, flags, _ = ref.handles[slot]
         direct = bool(flags & os.O_DIRECT)
