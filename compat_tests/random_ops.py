@@ -40,10 +40,16 @@ sides alike, so the sequence stays deterministic):
   source ends unaligned).
   The generator produces aligned O_DIRECT I/O; only shrunk or hand-written
   sequences can reach the skip.
-* mmap reads/writes beyond the mapping or beyond end of file are skipped
-  (SIGBUS otherwise); the size each side saw is part of the result, so a size
+* lseek(SEEK_END) on a directory handle is skipped: directory offsets are
+  each filesystem's own cookies (ext4's hashed directories end at 2^63-1, so
+  SEEK_END plus anything is EINVAL; FUSE uses i_size).
+* mmap reads/writes beyond the mapping or beyond end of file are not made
+  (SIGBUS otherwise); the sizes each side saw are the result, so a size
   difference is still reported.
-* st_blocks, times and inode numbers are not compared (allocation and clocks).
+* Not compared: st_blocks, times, inode numbers (allocation and clocks) and a
+  directory's st_size (ext4: its blocks; memfs: one block).  Files' sizes,
+  link counts and types are.  SEEK_DATA/SEEK_HOLE are not generated (where
+  holes are is the filesystem's choice; memfs keeps none).
 """
 from __future__ import annotations
 
@@ -108,6 +114,22 @@ def _err(e: OSError):
     return ('err', errno.errorcode.get(e.errno, str(e.errno)))
 
 
+def _on_handle(method):
+    """``op_x(self, slot, ...)`` -> ``method(self, fd, ...)``; an empty slot
+    answers ("nohandle",) on both sides (shrunk sequences have those)."""
+    def op(self, slot, *args):
+        h = self.handles.get(slot)
+        return ('nohandle',) if h is None else method(self, h[0], *args)
+    op.__name__ = method.__name__
+    return op
+
+
+def _size_unless_dir(st):
+    """A directory's st_size is the filesystem's own business (ext4: its
+    blocks; memfs: one block): compared for files only."""
+    return None if stat.S_ISDIR(st.st_mode) else st.st_size
+
+
 # ------------------------------------------------------------ one side
 
 class Side:
@@ -170,58 +192,48 @@ class Side:
         os.close(h[0])      # a close error (a failed writeback) is a result too
         return ('ok',)
 
-    def op_read(self, slot, n):
-        fd = self._fd(slot)
-        if fd is None:
-            return ('nohandle',)
+    @_on_handle
+    def op_read(self, fd, n):
         with _aligned(n) as buf, memoryview(buf) as whole, whole[:n] as view:
             got = os.readv(fd, [view])
             return ('ok', buf[:got].hex())
 
-    def op_pread(self, slot, off, n):
-        fd = self._fd(slot)
-        if fd is None:
-            return ('nohandle',)
+    @_on_handle
+    def op_pread(self, fd, off, n):
         with _aligned(n) as buf, memoryview(buf) as whole, whole[:n] as view:
             got = os.preadv(fd, [view], off)
             return ('ok', buf[:got].hex())
 
-    def _write(self, slot, off, n, dseed):
-        fd = self._fd(slot)
-        if fd is None:
-            return ('nohandle',)
+    @staticmethod
+    def _write(fd, off, n, dseed):
         with _aligned(n) as buf, memoryview(buf) as whole, whole[:n] as view:
             buf.write(data_for(dseed, n))
             done = os.writev(fd, [view]) if off is None else os.pwritev(fd, [view], off)
         return ('ok', done)
 
-    def op_write(self, slot, n, dseed):
-        return self._write(slot, None, n, dseed)
+    @_on_handle
+    def op_write(self, fd, n, dseed):
+        return self._write(fd, None, n, dseed)
 
-    def op_pwrite(self, slot, off, n, dseed):
-        return self._write(slot, off, n, dseed)
+    @_on_handle
+    def op_pwrite(self, fd, off, n, dseed):
+        return self._write(fd, off, n, dseed)
 
-    def op_lseek(self, slot, off, whence):
-        fd = self._fd(slot)
-        if fd is None:
-            return ('nohandle',)
+    @_on_handle
+    def op_lseek(self, fd, off, whence):
         return ('ok', os.lseek(fd, off, whence))
 
     def op_truncate(self, name, size):
         os.truncate(self.path(name), size)
         return ('ok',)
 
-    def op_ftruncate(self, slot, size):
-        fd = self._fd(slot)
-        if fd is None:
-            return ('nohandle',)
+    @_on_handle
+    def op_ftruncate(self, fd, size):
         os.ftruncate(fd, size)
         return ('ok',)
 
-    def op_fallocate(self, slot, mode, off, n):
-        fd = self._fd(slot)
-        if fd is None:
-            return ('nohandle',)
+    @_on_handle
+    def op_fallocate(self, fd, mode, off, n):
         fallocate(fd, mode, off, n)
         return ('ok',)
 
@@ -231,30 +243,24 @@ class Side:
             return ('nohandle',)
         return ('ok', os.copy_file_range(fd_in, fd_out, n, off_in, off_out))
 
-    def op_fsync(self, slot):
-        fd = self._fd(slot)
-        if fd is None:
-            return ('nohandle',)
+    @_on_handle
+    def op_fsync(self, fd):
         os.fsync(fd)
         return ('ok',)
 
-    def op_fdatasync(self, slot):
-        fd = self._fd(slot)
-        if fd is None:
-            return ('nohandle',)
+    @_on_handle
+    def op_fdatasync(self, fd):
         os.fdatasync(fd)
         return ('ok',)
 
-    def op_fstat(self, slot):
-        fd = self._fd(slot)
-        if fd is None:
-            return ('nohandle',)
+    @_on_handle
+    def op_fstat(self, fd):
         st = os.fstat(fd)
-        return ('ok', st.st_size, st.st_nlink)
+        return ('ok', stat.S_IFMT(st.st_mode), _size_unless_dir(st), st.st_nlink)
 
     def op_stat(self, name):
         st = os.stat(self.path(name))
-        return ('ok', stat.S_IFMT(st.st_mode), st.st_size, st.st_nlink)
+        return ('ok', stat.S_IFMT(st.st_mode), _size_unless_dir(st), st.st_nlink)
 
     def op_mmap(self, mslot, slot, length):
         if mslot in self.maps:
@@ -347,9 +353,14 @@ def _is_direct(side: Side, slot) -> bool:
 
 def skip_reason(ref: Side, op):
     """Why ``op`` is skipped on both sides (decided on the reference's state
-    before it runs), or None.  Only unaligned O_DIRECT I/O: ext4 refuses it
-    with EINVAL, FUSE accepts it -- a documented, legitimate difference."""
+    before it runs), or None: the legitimate differences listed in the
+    module's docstring, nothing else."""
     kind = op[0]
+    if kind == 'lseek' and op[3] == os.SEEK_END and op[1] in ref.handles and \
+            stat.S_ISDIR(os.fstat(ref.handles[op[1]][0]).st_mode):
+        # a directory's offsets are the filesystem's cookies: ext4's end of a
+        # hashed directory is 2^63-1 (SEEK_END + n: EINVAL), FUSE's is i_size
+        return ('skip', 'SEEK_END on a directory')
     if kind in ('read', 'write', 'pread', 'pwrite'):
         slot = op[1]
         if not _is_direct(ref, slot):
@@ -568,7 +579,7 @@ def snapshot(root, *, direct=False):
             p = os.path.join(dirpath, name)
             rel = os.path.relpath(p, root)
             st = os.lstat(p)
-            entry = {'type': stat.S_IFMT(st.st_mode), 'size': st.st_size}
+            entry = {'type': stat.S_IFMT(st.st_mode), 'size': _size_unless_dir(st)}
             if stat.S_ISREG(st.st_mode):
                 entry['nlink'] = st.st_nlink
                 try:
