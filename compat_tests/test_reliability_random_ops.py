@@ -38,7 +38,7 @@ from fuseshim.examples.passthrough import AsyncPassthroughFS, PassthroughFS
 DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'random_ops.py')
 #: ext4 here; tmpfs would refuse every O_DIRECT open (see random_ops.py)
 REFERENCE_PARENT = os.environ.get('FUSESHIM_RANDOM_OPS_DIR', '/var/tmp')
-SHORT_OPS = int(os.environ.get('FUSESHIM_RANDOM_OPS_SHORT', '3000'))
+SHORT_OPS = int(os.environ.get('FUSESHIM_RANDOM_OPS_SHORT', '4000'))
 LONG_OPS = int(os.environ.get('FUSESHIM_RANDOM_OPS_COUNT', '100000'))
 
 EXAMPLES = {
@@ -117,9 +117,11 @@ def _run_random(example, startup, workers, count, handlers='sync', timeout=600):
     results = summary['results']
     ok = sum(v for k, v in results.items() if ':' not in k)
     errs = sum(v for k, v in results.items() if ':err:' in k)
+    rest = summary['ops'] - ok - errs - summary['skipped']
     print(f'\nrandom-ops {label}: seed {seed}, {summary["ops"]} ops ({ok} succeeded, '
           f'{errs} failed alike with an errno, {summary["skipped"]} skipped as '
-          f'legitimately different), no difference, {took:.1f} s')
+          f'legitimately different, {rest} not made alike: read-only or empty mapping, '
+          f'beyond end of file), no difference, {took:.1f} s')
     return summary
 
 
