@@ -31,7 +31,7 @@ import time
 import pytest
 
 from conftest import mounted
-from reliability_helpers import LONG, long_only
+from reliability_helpers import long_only
 from fuseshim.examples.memfs import AsyncMemFS, MemFS
 from fuseshim.examples.passthrough import AsyncPassthroughFS, PassthroughFS
 
