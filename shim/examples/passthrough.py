@@ -873,8 +873,19 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if not os.path.isdir(args.source):
         p.error(f'{args.source}: not a directory')
+    raise_open_file_limit()
     cls = AsyncPassthroughFS if args.use_async else PassthroughFS
     return _cli.run(cls(args.source, act_as_caller=False if args.as_daemon else None), args)
+
+
+def raise_open_file_limit():
+    """One O_PATH descriptor per inode the kernel remembers: a tree of a few
+    thousand files exhausts the usual soft limit of 1,024 (EMFILE).  Raise it
+    to the hard limit, as libfuse's passthrough_hp does (maximize_fd_limit)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 if __name__ == '__main__':
