@@ -25,7 +25,7 @@ from fuseshim.examples.memfs import AsyncMemFS, MemFS
 INIT_TIMEOUT = 5.0     # the old code hung this long before failing
 
 
-def with_async_init_and_destroy(base, init_awaits):
+def with_async_init_and_destroy(base, init_awaits, destroy_awaits=lambda: asyncio.sleep(0)):
     class FS(base):
         init_thread = destroy_thread = None
 
@@ -36,7 +36,7 @@ def with_async_init_and_destroy(base, init_awaits):
 
         async def destroy(self):
             self.destroy_thread = threading.current_thread()
-            await asyncio.sleep(0)
+            await destroy_awaits()
             r = super().destroy()
             if inspect.iscoroutine(r):   # AsyncMemFS's own destroy
                 await r
@@ -124,4 +124,29 @@ def test_loop_nobody_runs_yet(mnt, startup):
     finally:
         loop.close()
     assert fs.destroyed
+    assert mnt not in mounted_paths()
+
+
+def test_destroy_waiting_for_the_blocked_loop_finishes_after_close(mnt, caplog):
+    """close() on the loop's thread cannot wait for the loop: a destroy that
+    suspends on it goes on as a Task, finished once the loop turns again."""
+    fs = with_async_init_and_destroy(MemFS, lambda: asyncio.sleep(0),
+                                     lambda: asyncio.sleep(0.05))
+
+    async def main():
+        m = fuseshim.mount(fs, mnt, loop=asyncio.get_running_loop(), init_timeout=INIT_TIMEOUT)
+        t0 = time.monotonic()
+        m.close()
+        took = time.monotonic() - t0
+        assert not fs.destroyed       # waits for the loop, which close() held
+        for _ in range(200):
+            if fs.destroyed:
+                break
+            await asyncio.sleep(0.01)
+        return took
+
+    took = asyncio.run(main())
+    assert took < 5
+    assert fs.destroyed and fs.destroy_thread is threading.current_thread()
+    assert "finishes on the loop after close() returns" in caplog.text
     assert mnt not in mounted_paths()
