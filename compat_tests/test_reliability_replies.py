@@ -389,17 +389,32 @@ def open_client(path, how):
     return json.loads(out)
 
 
+PASSTHROUGH_MISSING = (None if fuseshim.features()['passthrough'] else
+                       'FUSE passthrough needs libfuse >= 3.17 (this build: '
+                       f"{fuseshim.features()['libfuse_build_version']})")
+
+
 @pytest.mark.parametrize('how', ['open', 'create'])
-def test_failed_open_reply_releases_the_read_fd(mnt, tmp_path, how):
+@pytest.mark.parametrize('kind', [
+    'read_fd',
+    pytest.param('backing_fd', marks=pytest.mark.skipif(PASSTHROUGH_MISSING is not None,
+                                                         reason=str(PASSTHROUGH_MISSING)))])
+def test_failed_open_reply_releases_what_the_handle_registered(mnt, tmp_path, how, kind):
     """The kernel never got the handle (our reply failed: the request was
     interrupted meanwhile), so no RELEASE will come for it: fuseshim takes
-    the handle's read_fd registration back itself."""
+    back what it registered for the handle itself -- the read_fd (else its
+    READs would be answered from a stale fd), the passthrough backing id
+    (else the kernel keeps the backing file open)."""
     fs = ReadFdFS(tmp_path)
+    fs.backing = kind == 'backing_fd'
     with mounted(fs, mnt, workers=2) as m:
+        if fs.backing and not m.granted.get('passthrough'):
+            pytest.skip('the kernel did not grant passthrough (needs Linux >= 6.9 and root)')
+        registered = (lambda: m.session.backing_handles) if fs.backing else _read_fd_handles
         with open(os.path.join(mnt, 'f'), 'wb') as f:
-            f.write(b'not what read_fd serves')
+            f.write(b'not what the fd holds')
         wait_nothing_waiting(m.conn_minor)         # its RELEASE is answered
-        baseline = _read_fd_handles()
+        baseline = registered()
         _test_only_inject_faults(reply=[how])
         try:
             assert open_client(os.path.join(mnt, 'x' if how == 'create' else 'f'), how) == \
@@ -408,41 +423,16 @@ def test_failed_open_reply_releases_the_read_fd(mnt, tmp_path, how):
             fired = _test_only_inject_faults()
         assert fired == {('reply', how): 1}
         assert fs.calls['release'] == 1               # only the write's own handle above
-        assert _read_fd_handles() == baseline, 'a handle the kernel never got stays registered'
-        # the handle works normally once replies succeed again
-        # (a new file is empty: the kernel reads nothing of it)
+        assert registered() == baseline, 'a handle the kernel never got stays registered'
+        # the handle works normally once replies succeed again: passthrough
+        # reads the backing file (the write above went there too), read_fd
+        # serves the fd's bytes up to the file's size (a new file is empty)
+        expected = (fs.data_path.read_bytes()[:10].decode() if fs.backing else
+                    '' if how == 'create' else '0123456789')
         assert open_client(os.path.join(mnt, 'y' if how == 'create' else 'f'), how) == \
-            {'errno': 0, 'data': '' if how == 'create' else '0123456789'}
+            {'errno': 0, 'data': expected}
         wait_nothing_waiting(m.conn_minor)
-        assert wait_for(lambda: _read_fd_handles() == baseline)
-
-
-@pytest.mark.skipif(not fuseshim.features()['passthrough'],
-                    reason='FUSE passthrough needs libfuse >= 3.17 (this build: '
-                           f"{fuseshim.features()['libfuse_build_version']})")
-@pytest.mark.parametrize('how', ['open', 'create'])
-def test_failed_open_reply_releases_the_backing_id(mnt, tmp_path, how):
-    """As above for FileInfo.backing_fd: the backing id registered with the
-    kernel is closed again (else the kernel keeps the backing file open)."""
-    fs = ReadFdFS(tmp_path)
-    fs.backing = True
-    with mounted(fs, mnt, workers=2) as m:
-        if not m.granted.get('passthrough'):
-            pytest.skip('the kernel did not grant passthrough (needs Linux >= 6.9 and root)')
-        with open(os.path.join(mnt, 'f'), 'wb') as f:
-            f.write(b'not what the backing file holds')
-        _test_only_inject_faults(reply=[how])
-        try:
-            assert open_client(os.path.join(mnt, 'x' if how == 'create' else 'f'), how) == \
-                {'errno': errno.EINTR}
-        finally:
-            fired = _test_only_inject_faults()
-        assert fired == {('reply', how): 1}
-        assert m.session.backing_handles == 0, 'a backing id the kernel never got is kept'
-        assert open_client(os.path.join(mnt, 'y' if how == 'create' else 'f'), how) == \
-            {'errno': 0, 'data': '' if how == 'create' else '0123456789'}
-        wait_nothing_waiting(m.conn_minor)
-        assert wait_for(lambda: m.session.backing_handles == 0)
+        assert wait_for(lambda: registered() == baseline)
 
 
 # ---------------------------------------------------------------- failed data copies

@@ -303,6 +303,8 @@ cdef int _reply_open(Session s, fuse_req_t req, int op, object res, ReqState *st
     cdef int rc
     if op == OP_CREATE:
         finfo, ea = res
+        if finfo is None or ea is None:
+            raise TypeError('create must return (FileInfo, EntryAttributes), not %r' % (res,))
     elif isinstance(res, FileInfo):
         finfo = <FileInfo>res
     else:  # pyfuse3's opendir returns the handle itself
@@ -761,7 +763,8 @@ cdef inline void _readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info
         tok.plus = plus
         tok.buf = <char*>malloc(size if size else 1)
         if tok.buf is NULL:
-            raise MemoryError()
+            fuse_reply_err(req, errno.ENOMEM)
+            return
         args = (fi.fh, off, tok)
     except BaseException as exc:
         _unbuilt(req, OP_READDIR, exc)
