@@ -198,9 +198,14 @@ class Mount:
         # until the process exits, when the kernel ends the connection.
         if getattr(self, '_closed', True) or getattr(self, '_session', None) is None:
             return
-        warnings.warn(f'unclosed {self!r}: call close() or use "with"; its destroy handler was '
-                      'not run', ResourceWarning, source=self)
+        message = f'unclosed {self!r}: call close() or use "with"; its destroy handler was not run'
         self._closed = True
+        try:
+            warnings.warn(message, ResourceWarning, source=self)
+        finally:  # detached even where warnings are errors (-W error)
+            self._detach_unclosed()
+
+    def _detach_unclosed(self):
         try:
             if not (self._mounted and kernel.has_cap_sys_admin()):
                 return
