@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,8 +17,8 @@ import pytest
 
 import fuseshim
 import ops_scenarios as sc
-from child_signals import popen
-from conftest import MountMode, auto_startup_path, mounted, mounted_paths
+from example_cli import serving
+from conftest import MountMode, auto_startup_path, mounted
 from fuseshim.examples.memfs import AsyncMemFS, MemFS
 
 
@@ -163,42 +162,15 @@ def test_async_handlers_are_coroutines():
     assert not any(inspect.iscoroutinefunction(getattr(MemFS(), n)) for n in names)
 
 
-def _wait_catching_sigterm(proc, timeout=10.0):
-    """Wait until ``proc`` has a SIGTERM handler installed (SigCgt)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with open(f'/proc/{proc.pid}/status') as f:
-            caught = int(next(ln for ln in f if ln.startswith('SigCgt:')).split()[1], 16)
-        if caught & (1 << (signal.SIGTERM - 1)):
-            return
-        assert time.monotonic() < deadline, 'no SIGTERM handler installed'
-        time.sleep(0.01)
-
-
 @pytest.mark.parametrize('handlers', ['sync', 'async'])
 def test_command_line(tmp_path, handlers):
     """python -m fuseshim.examples.memfs MNT serves until SIGTERM (startup auto:
     sync where the kernel has SYNC_INIT, classic on the matrix's older kernels)."""
     mnt = tmp_path / 'mnt'
     mnt.mkdir()
-    path = auto_startup_path()
     argv = [sys.executable, '-m', 'fuseshim.examples.memfs', str(mnt), '--workers', '2',
             '--startup', 'auto'] + (['--async'] if handlers == 'async' else [])
-    proc = popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()
-        assert line.startswith(f'mounted {mnt} via {path} startup'), (line, proc.stderr.read())
+    with serving(argv, mnt, startup_path=auto_startup_path()):
         p = mnt / 'hello'
         p.write_bytes(b'hi')
         assert p.read_bytes() == b'hi' and os.listdir(mnt) == ['hello']
-        _wait_catching_sigterm(proc)    # _cli.run prints its banner first
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0, proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        leftover = str(mnt) in mounted_paths()
-        if leftover:
-            subprocess.run(['umount', '-l', str(mnt)], check=False)
-    assert not leftover, 'the command line left its mount behind'

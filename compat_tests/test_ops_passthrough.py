@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -19,11 +18,12 @@ import time
 
 import pytest
 
-from child_signals import default_signals, popen
+from child_signals import default_signals
+from example_cli import serving
 from ops_scenarios import open_fds_below
 
 import ops_scenarios as sc
-from conftest import MountMode, auto_startup_path, mounted, mounted_paths
+from conftest import MountMode, auto_startup_path, mounted
 from fuseshim.examples.passthrough import AsyncPassthroughFS, PassthroughFS
 
 
@@ -187,18 +187,6 @@ def test_async_handlers_are_coroutines(tmp_path):
     assert all(inspect.iscoroutinefunction(getattr(ops, n)) for n in names)
 
 
-def _wait_catching_sigterm(proc, timeout=10.0):
-    """Wait until ``proc`` has a SIGTERM handler installed (SigCgt)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with open(f'/proc/{proc.pid}/status') as f:
-            caught = int(next(ln for ln in f if ln.startswith('SigCgt:')).split()[1], 16)
-        if caught & (1 << (signal.SIGTERM - 1)):
-            return
-        assert time.monotonic() < deadline, 'no SIGTERM handler installed'
-        time.sleep(0.01)
-
-
 @pytest.mark.parametrize('handlers', ['sync', 'async'])
 def test_command_line(tmp_path, handlers):
     """python -m fuseshim.examples.passthrough SRC MNT mirrors SRC until SIGTERM."""
@@ -208,24 +196,10 @@ def test_command_line(tmp_path, handlers):
     (src / 'existing').write_bytes(b'old')
     argv = [sys.executable, '-m', 'fuseshim.examples.passthrough', str(src), str(mnt),
             '--startup', 'classic', '--workers', '2'] + (['--async'] if handlers == 'async' else [])
-    proc = popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()
-        assert line.startswith(f'mounted {mnt} via classic startup'), (line, proc.stderr.read())
+    with serving(argv, mnt, startup_path='classic'):
         assert (mnt / 'existing').read_bytes() == b'old'
         (mnt / 'new').write_bytes(b'new')
         assert (src / 'new').read_bytes() == b'new'
-        _wait_catching_sigterm(proc)    # _cli.run prints its banner first
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0, proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        leftover = str(mnt) in mounted_paths()
-        if leftover:
-            subprocess.run(['umount', '-l', str(mnt)], check=False)
-    assert not leftover, 'the command line left its mount behind'
 
 
 def test_command_line_raises_its_open_file_limit(tmp_path):
@@ -246,22 +220,9 @@ def test_command_line_raises_its_open_file_limit(tmp_path):
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
     argv = [sys.executable, '-m', 'fuseshim.examples.passthrough', str(src), str(mnt),
             '--startup', auto_startup_path()]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=low_soft_limit)
-    try:
-        line = proc.stdout.readline()
-        assert line.startswith(f'mounted {mnt}'), (line, proc.stderr.read())
+    with serving(argv, mnt, preexec_fn=low_soft_limit):
         # every lookup makes the daemon keep one O_PATH descriptor
         assert [(mnt / n).read_bytes() for n in names] == [n.encode() for n in names]
-        _wait_catching_sigterm(proc)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0, proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if str(mnt) in mounted_paths():
-            subprocess.run(['umount', '-l', str(mnt)], check=False)
 
 
 def test_command_line_usage():
