@@ -10,6 +10,7 @@ All errors of a file are collected and raised together as one MatrixError.
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 from typing import Any
 
@@ -28,7 +29,17 @@ DEFAULT_TESTS = {'path': 'compat_tests', 'args': [], 'vm_path': '@path', 'vm_arg
                  'startup': None}
 
 TOP_KEYS = {'version', 'mirror', 'suites', 'busybox', 'libfuse', 'kernels', 'startup',
-            'features', 'sync_init_since', 'rules', 'tests', 'timeouts', 'vm', 'presets'}
+            'features', 'sync_init_since', 'rules', 'tests', 'timeouts', 'vm', 'presets',
+            'clients'}
+
+# clients: the peers fuseshim's layers stand in for ($FUSESHIM_PROVIDES entries,
+# _fuseshim_provide.PROVIDES) and the module names each one provides
+PEER_MODULES = {'pyfuse3': ('pyfuse3', 'pyfuse3.asyncio', 'pyfuse3_asyncio'),
+                'mfusepy': ('mfusepy',), 'fusepy': ('fuse',)}
+CLIENT_TEST_SOURCES = ('sdist', 'installed', 'scenario')
+# a pinned release: 1.4.5, 2026.9.0, 2.0.0b23, 1.0rc1, 3.0.post1 (no ranges)
+PINNED_RE = re.compile(r'^\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?$')
+CLIENT_DEFAULT_TIMEOUT = 900
 
 
 class MatrixError(ValueError):
@@ -334,15 +345,19 @@ def check(doc, source: str = 'matrix.yaml') -> dict:
         if val is not None:
             out['vm']['accel'] = val
 
+    out['clients'] = _check_clients(c, doc)
+    client_names = [e['name'] for e in out['clients']]
+
     out['presets'] = {}
     if 'presets' in doc and c.mapping(doc['presets'], 'presets', doc, 'presets'):
         for name, p in doc['presets'].items():
             path = f'presets.{name}'
             if not c.mapping(p, path, doc['presets'], name):
                 continue
-            c.keys(p, path, {'description', 'cells', 'tests', 'packaging', 'jobs'})
+            c.keys(p, path, {'description', 'cells', 'tests', 'packaging', 'jobs', 'clients'})
             preset = {'description': c.string(p, 'description', path) or '',
                       'cells': None, 'tests': None,
+                      'clients': _check_client_selection(c, p, path, client_names),
                       'packaging': c.boolean(p, 'packaging', path),
                       'jobs': c.number(p, 'jobs', path, integer=True)}
             if 'cells' in p:
@@ -354,7 +369,9 @@ def check(doc, source: str = 'matrix.yaml') -> dict:
                     preset['cells'] = [_check_match(c, m, f'{path}.cells[{i}]', cells,
                                                     axis_values, extra=set())
                                        for i, m in enumerate(cells)]
-            if 'tests' in p:
+            if p.get('tests') is False:      # the probe only (e.g. a clients-only preset)
+                preset['tests'] = dict(DEFAULT_TESTS, path=None)
+            elif 'tests' in p:
                 preset['tests'] = _check_tests(c, p['tests'], f'{path}.tests', p, 'tests')
             out['presets'][str(name)] = preset
     if c.errors:
@@ -551,6 +568,108 @@ def _check_tests(c: Checker, t, path, parent, key) -> dict:
         if v is not None:
             out[k] = v
     return out
+
+
+def _check_clients(c: Checker, doc) -> list:
+    """clients: real projects from PyPI whose own suites (or a scenario) run
+    once with the real peer and once with fuseshim providing its module."""
+    from .clients import scenario_path   # the scenarios shipped in the package
+    out = []
+    lst = c.section_list(doc, 'clients', 'client projects')
+    if lst is None:
+        return out
+    seen = set()
+    for i, e in enumerate(lst):
+        p = f'clients[{i}]'
+        if not c.mapping(e, p, lst):
+            continue
+        c.keys(e, p, {'name', 'project', 'version', 'extras', 'peer', 'module', 'apt', 'pip',
+                      'tests', 'env', 'timeout', 'known_failures', 'note'},
+               {'name', 'project', 'version', 'peer', 'module', 'tests'})
+        name = c.string(e, 'name', p, pattern=NAME_RE,
+                        pattern_msg='must be letters, digits, ".", "_", "+" or "-"')
+        if name is not None:
+            if name in seen:
+                c.err(f'{p}.name', f'{name!r} is listed twice', e, 'name')
+            seen.add(name)
+        version = e.get('version')
+        if isinstance(version, float):
+            c.err(f'{p}.version', f'{version!r} is a number and YAML drops trailing zeros; '
+                  f'quote versions: "{version}"', e, 'version')
+            version = None
+        else:
+            version = c.string(e, 'version', p, pattern=PINNED_RE,
+                               pattern_msg='is not one pinned release like "1.4.5" or '
+                                           '"2.0.0b23"')
+        peer = c.string(e, 'peer', p, choices=tuple(PEER_MODULES))
+        module = c.string(e, 'module', p)
+        if peer and module and module not in PEER_MODULES[peer]:
+            c.err(f'{p}.module', f'{module!r} is not a module fuseshim provides for {peer} '
+                  f'({", ".join(PEER_MODULES[peer])})', e, 'module')
+        entry = {'name': name, 'project': c.string(e, 'project', p), 'version': version,
+                 'extras': c.str_list(e, 'extras', p) or [], 'peer': peer, 'module': module,
+                 'apt': c.str_list(e, 'apt', p) or [], 'pip': c.str_list(e, 'pip', p) or [],
+                 'env': {}, 'timeout': c.number(e, 'timeout', p) or CLIENT_DEFAULT_TIMEOUT,
+                 'known_failures': [], 'note': c.string(e, 'note', p) or '', 'tests': None}
+        if 'env' in e and c.mapping(e['env'], f'{p}.env', e, 'env'):
+            for k in e['env']:
+                val = c.string(e['env'], k, f'{p}.env')
+                if val is not None:
+                    entry['env'][str(k)] = val
+        t = e.get('tests')
+        tp = f'{p}.tests'
+        if 'tests' in e and c.mapping(t, tp, e, 'tests'):
+            c.keys(t, tp, {'from', 'args', 'scenario'}, {'from'})
+            src = c.string(t, 'from', tp, choices=CLIENT_TEST_SOURCES)
+            tests = {'from': src, 'args': c.str_list(t, 'args', tp) or [],
+                     'scenario': c.string(t, 'scenario', tp)}
+            if src == 'scenario':
+                if not tests['scenario']:
+                    c.err(tp, 'from: scenario needs "scenario: NAME" (a file '
+                          'shim/matrix/scenarios/test_NAME.py)', t)
+                elif not os.path.exists(scenario_path(tests['scenario'])):
+                    c.err(f'{tp}.scenario', f'no scenario {tests["scenario"]!r} '
+                          f'({scenario_path(tests["scenario"])} does not exist)', t, 'scenario')
+            elif tests['scenario']:
+                c.err(f'{tp}.scenario', f'only for "from: scenario", not {src!r}', t,
+                      'scenario')
+            elif src and not tests['args']:
+                c.err(tp, f'from: {src} needs "args": what pytest runs (e.g. [test/] or '
+                      f'[--pyargs, pkg.tests])', t)
+            entry['tests'] = tests
+        if 'known_failures' in e:
+            kf = e['known_failures']
+            if not isinstance(kf, list):
+                c.err(f'{p}.known_failures', f'expected a list, got {_kind(kf)}', e,
+                      'known_failures')
+            else:
+                for j, k in enumerate(kf):
+                    kp = f'{p}.known_failures[{j}]'
+                    if not c.mapping(k, kp, kf):
+                        continue
+                    c.keys(k, kp, {'test', 'reason'}, {'test', 'reason'})
+                    test, reason = c.string(k, 'test', kp), c.string(k, 'reason', kp)
+                    if test and reason:
+                        entry['known_failures'].append({'test': test, 'reason': reason})
+        out.append(entry)
+    return out
+
+
+def _check_client_selection(c: Checker, p, path, names) -> list | None:
+    """A preset's ``clients``: a list of client names, or "all"."""
+    if 'clients' not in p:
+        return None
+    v = p['clients']
+    if v == 'all':
+        return list(names)
+    got = c.str_list(p, 'clients', path, allow_scalar=True)
+    if got is None:
+        return None
+    for n in got:
+        if n not in names:
+            c.err(f'{path}.clients', f'{n!r} is no client of the file (known: '
+                  f'{", ".join(names) or "none"}; or "all")', p, 'clients')
+    return [n for n in got if n in names]
 
 
 def load(path) -> dict:
