@@ -28,6 +28,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -41,13 +42,14 @@ FAILED = ('failed', 'error')
 # site directory, so its fuseshim-provide.pth runs as from an installed wheel.
 SITECUSTOMIZE = '''\
 # Written by fuseshim.matrix (clients stage): the matrix cell's fuseshim build
-# ($FUSESHIM_CLIENT_SITE) becomes a site directory of this interpreter, as if
-# its wheel were installed: its fuseshim-provide.pth installs the import hook
-# that reads $FUSESHIM_PROVIDES.
+# ($FUSESHIM_CLIENT_SITE, directories separated by ":") becomes a site
+# directory of this interpreter, as if its wheel were installed: its
+# fuseshim-provide.pth installs the import hook that reads $FUSESHIM_PROVIDES.
 import os as _os
 import site as _site
-if _os.environ.get('FUSESHIM_CLIENT_SITE'):
-    _site.addsitedir(_os.environ['FUSESHIM_CLIENT_SITE'])
+for _d in _os.environ.get('FUSESHIM_CLIENT_SITE', '').split(_os.pathsep):
+    if _d:
+        _site.addsitedir(_d)
 del _os, _site
 '''
 
@@ -164,6 +166,29 @@ def _sdist_top(root: str) -> str | None:
 
 # ---------------------------------------------------------------- running
 
+def sites_of_this_fuseshim(workdir: str) -> str:
+    """$FUSESHIM_CLIENT_SITE for the fuseshim this interpreter imports (the
+    matrix cells use their builds' site directories instead): an installed
+    fuseshim's site-packages, which holds fuseshim-provide.pth; for an
+    editable install, the directory of its finder's .pth, then one holding a
+    copy of fuseshim-provide.pth (the editable install has none)."""
+    import importlib.util
+
+    import fuseshim
+    pkg = os.path.dirname(os.path.abspath(fuseshim.__file__))
+    if os.path.basename(pkg) == 'fuseshim':
+        return os.path.dirname(pkg)
+    loaders = [sys.modules[type(f).__module__].__file__ for f in sys.meta_path
+               if type(f).__module__ == '_fuseshim_editable_loader']
+    if not loaders:
+        raise RuntimeError(f'cannot tell where fuseshim ({pkg}) is installed')
+    hook = importlib.util.find_spec('_fuseshim_provide').origin
+    provide = os.path.join(workdir, 'provide-site')
+    os.makedirs(provide, exist_ok=True)
+    shutil.copy2(os.path.join(os.path.dirname(hook), 'fuseshim-provide.pth'), provide)
+    return os.pathsep.join([os.path.dirname(loaders[0]), provide])
+
+
 def write_sitecustomize(directory: str) -> str:
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, 'sitecustomize.py'), 'w') as f:
@@ -203,9 +228,9 @@ def run_env(entry: dict, rundir: str, fuseshim: dict | None = None) -> dict:
     env = {k: v for k, v in os.environ.items()
            if k not in SCRUB and not k.startswith('FUSESHIM_MATRIX_')}
     env.update(entry['env'])
-    tmp = os.path.join(rundir, 'tmpdir')
-    os.makedirs(tmp, exist_ok=True)
-    env['TMPDIR'] = tmp
+    # TMPDIR short: multiprocessing puts AF_UNIX sockets there (108-byte
+    # paths: pyfuse3's tests failed below the report directory)
+    env['TMPDIR'] = tempfile.mkdtemp(prefix='fuseshim-client-')
     env['PYTHONDONTWRITEBYTECODE'] = '1'
     if fuseshim:
         env.update({k: v for k, v in fuseshim.get('libfuse_env', {}).items()
@@ -244,14 +269,13 @@ def run_suite(entry: dict, prepared: dict, rundir: str, log: Log,
     res = {'side': 'fuseshim' if fuseshim else 'real', 'dir': rundir}
     origin = module_origin(prepared['python'], entry['module'], env, cwd, log)
     res['module'] = origin
-    layer = '/fuseshim/compat/' in (origin.get('file') or '')
-    if origin.get('error'):
-        res['error'] = origin['error']
-        return res
-    if bool(fuseshim) != layer:
-        res['error'] = (f'import {entry["module"]} gave {origin.get("file")}: '
-                        + ('not fuseshim\'s layer (the import hook did not act)' if fuseshim
-                           else 'fuseshim\'s layer instead of the real peer'))
+    layer = (origin.get('name') or '').startswith('fuseshim.compat.')
+    if origin.get('error') or bool(fuseshim) != layer:
+        res['error'] = origin.get('error') or (
+            f'import {entry["module"]} gave {origin.get("file")}: '
+            + ('not fuseshim\'s layer (the import hook did not act)' if fuseshim
+               else 'fuseshim\'s layer instead of the real peer'))
+        remove_tmpdir(env['TMPDIR'])
         return res
     cmd = pytest_command(entry, prepared['python'], rundir)
     t0 = time.monotonic()
@@ -265,6 +289,7 @@ def run_suite(entry: dict, prepared: dict, rundir: str, log: Log,
         res['error'] = str(e)
         output = ''
     res['elapsed'] = round(time.monotonic() - t0, 1)
+    remove_tmpdir(env['TMPDIR'])
     from .runner import pytest_summary
     res['summary'] = pytest_summary(output)
     res['outcomes'] = junit_outcomes(os.path.join(rundir, 'junit.xml'))
@@ -274,6 +299,15 @@ def run_suite(entry: dict, prepared: dict, rundir: str, log: Log,
     elif not res.get('error') and not res['outcomes']:
         res['error'] = f'the suite reported no test (exit {res["exit"]}): {res["summary"]}'
     return res
+
+
+def remove_tmpdir(path: str) -> None:
+    """Remove a run's TMPDIR unless something is still mounted below it
+    (never delete through a mount; the runner unmounts leftovers)."""
+    with open('/proc/self/mountinfo') as f:
+        if any(line.split()[4].startswith(path + '/') for line in f):
+            return
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def junit_outcomes(path: str) -> dict[str, str]:
