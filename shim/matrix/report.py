@@ -250,23 +250,27 @@ def junit(cells, packaging, clients=None) -> bytes:
     suite = ET.Element('testsuite', name='fuseshim-matrix')
     n = fails = errors = skipped = 0
     total_time = 0.0
+
+    def verdict(tc, status, msg, skip_msg):
+        """A status as JUnit sees it: unexpected ones fail, known failures skip."""
+        nonlocal fails, errors, skipped
+        if status in ('fail', 'xpass'):
+            fails += 1
+            ET.SubElement(tc, 'failure', message=msg[:500]).text = msg
+        elif status == 'error':
+            errors += 1
+            ET.SubElement(tc, 'error', message=msg[:500]).text = msg
+        elif status == 'xfail':
+            skipped += 1
+            ET.SubElement(tc, 'skipped', message=skip_msg)
     for c in cells:
         r = c.result
         tc = ET.SubElement(suite, 'testcase', classname=f'matrix.libfuse-{c.libfuse["version"]}',
                            name=f'{c.kernel["name"]}/{c.startup}', time=str(r.get('elapsed', 0)))
         total_time += float(r.get('elapsed') or 0)
         n += 1
-        st = r.get('status')
-        msg = '; '.join(r.get('judgement') or [])
-        if st == 'fail' or st == 'xpass':
-            fails += 1
-            ET.SubElement(tc, 'failure', message=msg[:500]).text = msg
-        elif st == 'error':
-            errors += 1
-            ET.SubElement(tc, 'error', message=msg[:500]).text = msg
-        elif st == 'xfail':
-            skipped += 1
-            ET.SubElement(tc, 'skipped', message=f'expected failure: {c.expect.reason}')
+        verdict(tc, r.get('status'), '; '.join(r.get('judgement') or []),
+                f'expected failure: {c.expect.reason}')
         out = ET.SubElement(tc, 'system-out')
         p = r.get('probe') or {}
         out.text = (f'expected path {c.expect.startup_path}, seen {p.get("startup_path")}; '
@@ -288,18 +292,9 @@ def junit(cells, packaging, clients=None) -> bytes:
             n += 1
             tc = ET.SubElement(suite, 'testcase', classname=f'matrix.clients.{name}', name=cid,
                                time=str((cr.get('fuseshim') or {}).get('elapsed', 0)))
-            st = cr.get('status')
-            msg = '; '.join(cr.get('problems') or [])
-            if st in ('fail', 'xpass'):
-                fails += 1
-                ET.SubElement(tc, 'failure', message=msg[:500]).text = msg
-            elif st == 'error':
-                errors += 1
-                ET.SubElement(tc, 'error', message=msg[:500]).text = msg
-            elif st == 'xfail':
-                skipped += 1
-                ET.SubElement(tc, 'skipped', message='known differences: ' + '; '.join(
-                    f'{k["test"]} ({k["reason"]})' for k in cr.get('known') or []))
+            verdict(tc, cr.get('status'), '; '.join(cr.get('problems') or []),
+                    'known differences: ' + '; '.join(f'{k["test"]} ({k["reason"]})'
+                                                      for k in cr.get('known') or []))
             ET.SubElement(tc, 'system-out').text = (
                 f'real peer: {client_real_text(r)}; fuseshim: {client_cell_text(cr)}')
         if r.get('error') or not r['cells']:

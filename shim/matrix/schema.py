@@ -154,6 +154,24 @@ class Checker:
             return None
         return lst
 
+    def entries(self, doc, key: str, what: str):
+        """(index, path, mapping) for each mapping in the list doc[key] (the
+        others reported)."""
+        lst = self.section_list(doc, key, what)
+        for i, e in enumerate(lst or ()):
+            if self.mapping(e, f'{key}[{i}]', lst):
+                yield i, f'{key}[{i}]', e
+
+    def unique_name(self, e, p, seen: set, key='name'):
+        """e[key] as a name (letters, digits, . _ + -) not listed before."""
+        name = self.string(e, key, p, pattern=NAME_RE,
+                           pattern_msg='must be letters, digits, ".", "_", "+" or "-"')
+        if name is not None:
+            if name in seen:
+                self.err(f'{p}.{key}', f'{name!r} is listed twice', e, key)
+            seen.add(name)
+        return name
+
     def keys(self, d: dict, path: str, allowed: set, required: set = frozenset()):
         for k in d:
             if k not in allowed:
@@ -389,14 +407,8 @@ def _dupes(c, values, path, node):
 
 def _check_libfuse(c: Checker, doc) -> list:
     out = []
-    lst = c.section_list(doc, 'libfuse', 'libfuse versions')
-    if lst is None:
-        return out
     seen = set()
-    for i, e in enumerate(lst):
-        p = f'libfuse[{i}]'
-        if not c.mapping(e, p, lst):
-            continue
+    for _i, p, e in c.entries(doc, 'libfuse', 'libfuse versions'):
         c.keys(e, p, {'version', 'source', 'debian', 'soname', 'features', 'note'},
                {'version', 'source'})
         ver = c.string(e, 'version', p, pattern=VERSION_RE,
@@ -439,22 +451,11 @@ def _check_libfuse(c: Checker, doc) -> list:
 
 def _check_kernels(c: Checker, doc) -> list:
     out = []
-    lst = c.section_list(doc, 'kernels', 'kernels')
-    if lst is None:
-        return out
     seen = set()
-    for i, e in enumerate(lst):
-        p = f'kernels[{i}]'
-        if not c.mapping(e, p, lst):
-            continue
+    for _i, p, e in c.entries(doc, 'kernels', 'kernels'):
         c.keys(e, p, {'name', 'type', 'version', 'suite', 'image', 'modules', 'sync_init',
                       'note', 'cmdline'}, {'name'})
-        name = c.string(e, 'name', p, pattern=NAME_RE,
-                        pattern_msg='must be letters, digits, ".", "_", "+" or "-"')
-        if name is not None:
-            if name in seen:
-                c.err(f'{p}.name', f'{name!r} is listed twice', e, 'name')
-            seen.add(name)
+        name = c.unique_name(e, p, seen)
         ktype = c.string(e, 'type', p, choices=KERNEL_TYPES)
         if ktype is None:
             ktype = 'host' if name == 'host' else 'vm'
@@ -575,23 +576,12 @@ def _check_clients(c: Checker, doc) -> list:
     once with the real peer and once with fuseshim providing its module."""
     from .clients import scenario_path   # the scenarios shipped in the package
     out = []
-    lst = c.section_list(doc, 'clients', 'client projects')
-    if lst is None:
-        return out
     seen = set()
-    for i, e in enumerate(lst):
-        p = f'clients[{i}]'
-        if not c.mapping(e, p, lst):
-            continue
+    for _i, p, e in c.entries(doc, 'clients', 'client projects'):
         c.keys(e, p, {'name', 'project', 'version', 'extras', 'peer', 'module', 'apt', 'pip',
                       'tests', 'env', 'timeout', 'known_failures', 'note'},
                {'name', 'project', 'version', 'peer', 'module', 'tests'})
-        name = c.string(e, 'name', p, pattern=NAME_RE,
-                        pattern_msg='must be letters, digits, ".", "_", "+" or "-"')
-        if name is not None:
-            if name in seen:
-                c.err(f'{p}.name', f'{name!r} is listed twice', e, 'name')
-            seen.add(name)
+        name = c.unique_name(e, p, seen)
         version = e.get('version')
         if isinstance(version, float):
             c.err(f'{p}.version', f'{version!r} is a number and YAML drops trailing zeros; '
