@@ -21,16 +21,16 @@ MOUNT_TIMEOUT = 90.0
 
 # ---------------------------------------------------------------- source trees
 
-def make_tree(root: str, files: int, seed: int, big: int = 2, nested=True) -> dict:
+def make_tree(root: str, files: int, seed: int, big: int = 2, flat=False) -> dict:
     """A directory tree under ``root`` with ``files`` regular files spread over
-    directories, nested unless ``nested`` is false (sizes from 0 bytes to
-    ~1 MiB, ``big`` of them large), deterministic for a seed.  Returns
+    nested directories, or all in ``root`` when ``flat`` (sizes from 0 bytes
+    to ~1 MiB, ``big`` of them large), deterministic for a seed.  Returns
     {relative path: 'dir' | 'file'}."""
     rng = random.Random(seed)
     os.makedirs(root, exist_ok=True)
     dirs = ['']
-    for i in range(max(2, files // 60)):
-        parent = rng.choice(dirs) if nested else ''
+    for i in range(0 if flat else max(2, files // 60)):
+        parent = rng.choice(dirs)
         d = os.path.join(parent, f'dir{i:03d}')
         os.makedirs(os.path.join(root, d))
         dirs.append(d)
