@@ -4,7 +4,7 @@
 #   make demo    - install everything, mount the memfs example and use it
 #   make bench   - install everything (peers too), run the full benchmark (docs/performance.md)
 PYTHON ?= python3
-APT_PACKAGES := libfuse3-dev fuse3 libfuse2 pkg-config attr util-linux gcc g++ fio
+APT_PACKAGES := libfuse3-dev fuse3 libfuse2 libfuse-dev pkg-config attr util-linux gcc g++ fio
 PIP_BUILD := meson-python>=0.15 meson>=1.1 ninja Cython>=3.0
 PRESET ?= full
 # cell builds must be readable by `nobody` (the unprivileged-mount tests)

@@ -97,12 +97,27 @@ REGISTRY = [
                 ' if not hasattr(m, a)]\n'
                 'assert not missing, "fuseshim.compat.fusepy lacks " + ", ".join(missing)\n'
                 'import fuseshim; print(fuseshim.__version__)')),
+    # the configurations programs run: pyfuse3.main() with its defaults
+    # (max_tasks=99; S3QL, borg), fusepy's FUSE() without nothreads
+    Impl('fuseshim-compat-pyfuse3-default', 'fuseshim.compat.pyfuse3 (trio, main() defaults: '
+         'max_tasks=99)', 'compat', 'pyfuse3_fs', ['--impl', 'compat', '--max-tasks', '99'],
+         uses_fuseshim=True, probe='import fuseshim; print(fuseshim.__version__)'),
+    Impl('fuseshim-compat-fusepy-mt', 'fuseshim.compat.fusepy (multi-threaded, the default)',
+         'compat', 'fusepy_fs', ['--impl', 'compat', '--threads'], uses_fuseshim=True,
+         probe='import fuseshim; print(fuseshim.__version__)'),
     Impl('pyfuse3', 'pyfuse3 (trio, max_tasks=1)', 'peer', 'pyfuse3_fs', ['--impl', 'pyfuse3'],
+         probe='import pyfuse3, trio; ' + _V.format('pyfuse3')),
+    Impl('pyfuse3-default', 'pyfuse3 (trio, main() defaults: max_tasks=99)', 'peer',
+         'pyfuse3_fs', ['--impl', 'pyfuse3', '--max-tasks', '99'],
          probe='import pyfuse3, trio; ' + _V.format('pyfuse3')),
     Impl('llfuse', 'llfuse (libfuse2, 1 worker)', 'peer', 'llfuse_fs', ['--workers', '1'],
          probe='import llfuse; ' + _V.format('llfuse')),
     Impl('mfusepy', 'mfusepy (libfuse3, -s)', 'peer', 'fusepy_fs', ['--impl', 'mfusepy'],
          env={'FUSE_LIBRARY_NAME': 'fuse3'},
+         probe=('import mfusepy\nassert mfusepy.fuse_version_major == 3, '
+                '"mfusepy loaded libfuse %s" % mfusepy.fuse_version_major\n' + _V.format('mfusepy'))),
+    Impl('mfusepy-mt', 'mfusepy (libfuse3, multi-threaded)', 'peer', 'fusepy_fs',
+         ['--impl', 'mfusepy', '--threads'], env={'FUSE_LIBRARY_NAME': 'fuse3'},
          probe=('import mfusepy\nassert mfusepy.fuse_version_major == 3, '
                 '"mfusepy loaded libfuse %s" % mfusepy.fuse_version_major\n' + _V.format('mfusepy'))),
     Impl('fusepy', 'fusepy (libfuse2, -s)', 'peer', 'fusepy_fs', ['--impl', 'fusepy'],

@@ -20,10 +20,11 @@ METRICS = {
     'mount_ready_ms': ('start to ready ms', 'ms', False),
     'cpu_us_per_req': ('daemon CPU µs/req', 'µs', False),
 }
-PEERS = ('c-passthrough_ll', 'c-passthrough_hp', 'llfuse', 'pyfuse3', 'mfusepy', 'fusepy')
+PEERS = ('c-passthrough_ll', 'c-passthrough_hp', 'llfuse', 'pyfuse3', 'pyfuse3-default', 'mfusepy',
+         'mfusepy-mt', 'fusepy')
 OURS = ('fuseshim-sync-1w', 'fuseshim-sync-2w', 'fuseshim-plain-readdir', 'fuseshim-read-range',
         'fuseshim-async', 'fuseshim-passthrough-backing', 'fuseshim-compat-pyfuse3',
-        'fuseshim-compat-fusepy')
+        'fuseshim-compat-pyfuse3-default', 'fuseshim-compat-fusepy', 'fuseshim-compat-fusepy-mt')
 LABELS = {i.name: i.label for i in REGISTRY}
 ORDER = [i.name for i in REGISTRY]
 SHORT = {'backing': 'no FUSE', 'c-passthrough_ll': 'C ll', 'c-passthrough_hp': 'C hp',
@@ -32,6 +33,9 @@ SHORT = {'backing': 'no FUSE', 'c-passthrough_ll': 'C ll', 'c-passthrough_hp': '
          'fuseshim-async': 'shim async', 'fuseshim-plain-readdir': 'shim plain readdir',
          'fuseshim-passthrough-backing': 'shim passthrough', 'fuseshim-compat-pyfuse3': 'shim pyfuse3-compat',
          'fuseshim-compat-fusepy': 'shim fusepy-compat', 'pyfuse3': 'pyfuse3',
+         'fuseshim-compat-pyfuse3-default': 'shim pyfuse3-compat 99 tasks',
+         'fuseshim-compat-fusepy-mt': 'shim fusepy-compat mt', 'pyfuse3-default': 'pyfuse3 99 tasks',
+         'mfusepy-mt': 'mfusepy mt',
          'llfuse': 'llfuse', 'mfusepy': 'mfusepy', 'fusepy': 'fusepy'}
 
 # (id, description, metric, ours, reference, minimum ratio, modes)
@@ -48,6 +52,17 @@ TARGETS = [
      'stat_ops', 'fuseshim-compat-pyfuse3', 'pyfuse3', 3.0),
     ('compat-fusepy', 'stat/s: fusepy compat layer >= 1.3x mfusepy (same fs code)', 'stat_ops',
      'fuseshim-compat-fusepy', 'mfusepy', 1.3),
+    # what programs run: pyfuse3.main() defaults, FUSE() multi-threaded
+    ('compat-pyfuse3-default', 'stat/s: pyfuse3 compat layer, main() defaults (max_tasks=99) '
+     '>= 3x real pyfuse3 with the same defaults', 'stat_ops', 'fuseshim-compat-pyfuse3-default',
+     'pyfuse3-default', 3.0),
+    ('compat-fusepy-mt', 'stat/s: fusepy compat layer, multi-threaded >= 1.3x mfusepy '
+     'multi-threaded', 'stat_ops', 'fuseshim-compat-fusepy-mt', 'mfusepy-mt', 1.3),
+    ('workers-compat-pyfuse3', 'stat/s: pyfuse3 compat layer, max_tasks=99 not slower than '
+     'max_tasks=1', 'stat_ops', 'fuseshim-compat-pyfuse3-default', 'fuseshim-compat-pyfuse3', 1.0),
+    ('workers-compat-pyfuse3-pstat', 'stat/s with 4 clients: pyfuse3 compat layer, '
+     'max_tasks=99 not slower than max_tasks=1', 'pstat_ops', 'fuseshim-compat-pyfuse3-default',
+     'fuseshim-compat-pyfuse3', 1.0),
     # the worker targets allow the A/A control's spread (see _within_aa)
     ('workers-stat', 'stat/s: 2 workers not slower than 1 worker', 'stat_ops',
      'fuseshim-sync-2w', 'fuseshim-sync-1w', 1.0),
@@ -160,16 +175,18 @@ def _targets(data) -> list:
 
 
 AA_CONTROL = 'fuseshim-sync-1w-aa'
+AA_REFERENCE = 'fuseshim-sync-1w'
 
 
 def _within_aa(row, summary, metric, ref):
     """'Not slower' for two configurations of one daemon: a ratio below 1
     still counts as met when, in every mode, it is no further below 1 than
     the same 1-worker daemon measured twice (the A/A control) differs from
-    itself -- a difference the run cannot tell from noise."""
+    itself -- a difference the run cannot tell from noise.  (For other
+    daemons' configurations that spread stands in for the run's noise.)"""
     spread = {}
     for mode, r in row['measured'].items():
-        aa = ratio(summary, mode, metric, AA_CONTROL, ref)
+        aa = ratio(summary, mode, metric, AA_CONTROL, AA_REFERENCE)
         if aa is None:
             return
         spread[mode] = abs(1 - aa)

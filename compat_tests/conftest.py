@@ -91,15 +91,32 @@ MOUNT_MODES = [MountMode(s, h, w) for s in ('sync', 'classic') for h in ('sync',
                for w in (1, 3)]
 
 
+def auto_startup_path() -> str:
+    """The path startup="auto" takes on this kernel."""
+    return 'sync' if fuseshim.probe_sync_init().supported else 'classic'
+
+
+def skip_sync_path_where_unavailable(startup: str):
+    """The sync startup path exists only on kernels with SYNC_INIT (>= 6.18,
+    as root); the matrix runs these suites on older kernels too (in VMs),
+    where only the classic variants can run."""
+    if startup == 'sync':
+        probe = fuseshim.probe_sync_init()
+        if not probe.supported:
+            pytest.skip(f'the sync startup path needs FUSE_DEV_IOC_SYNC_INIT: {probe.reason}')
+
+
 @pytest.fixture(params=MOUNT_MODES, ids=str)
 def mount_mode(request) -> MountMode:
     """Every combination of startup path x handler kind x worker count."""
+    skip_sync_path_where_unavailable(request.param.startup)
     return request.param
 
 
 @pytest.fixture(params=['sync', 'classic'])
 def mount_startup(request) -> str:
     """Only the startup path (for expensive tests)."""
+    skip_sync_path_where_unavailable(request.param)
     return request.param
 
 
@@ -117,3 +134,26 @@ def mnt(tmp_path):
 
 # Every test fails on an unexpected ERROR log line (see log_guard.py).
 from log_guard import fail_on_unexpected_log_errors  # noqa: E402,F401  (autouse fixture)
+
+
+# ---------------------------------------------------------------- resources
+
+# The passthrough example keeps one O_PATH descriptor per inode the kernel
+# knows (as libfuse's passthrough_ll does), and the tests list directories
+# of 10,000 entries through it.  A login shell here allows 20,000 open files,
+# a VM's init only 1,024, so set the limit the tests need instead of
+# inheriting whatever the runner had.
+OPEN_FILES_NEEDED = 65_536
+
+
+@pytest.fixture(scope='session', autouse=True)
+def enough_open_files():
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < OPEN_FILES_NEEDED:
+        try:       # root with CAP_SYS_RESOURCE may raise the hard limit too
+            resource.setrlimit(resource.RLIMIT_NOFILE,
+                               (OPEN_FILES_NEEDED, max(hard, OPEN_FILES_NEEDED)))
+        except (ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, OPEN_FILES_NEEDED), hard))
+    yield

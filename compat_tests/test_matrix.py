@@ -56,7 +56,7 @@ def test_repository_matrix_is_valid():
     cfg = schema.load(MATRIX)
     versions = [e['version'] for e in cfg['libfuse']]
     assert versions == ['3.10.3', '3.14.0', '3.17.2', '3.18.3']
-    assert [k['name'] for k in cfg['kernels']] == ['host', '5.10', '6.1', '6.12', '7.2']
+    assert [k['name'] for k in cfg['kernels']] == ['host', '5.10', '6.1', '6.12', '7.2', 'next']
     assert cfg['startup'] == ['auto', 'classic']
     assert {'ci', 'full'} <= set(cfg['presets'])
 

@@ -23,7 +23,7 @@ from child_signals import popen
 from ops_scenarios import open_fds_below
 
 import ops_scenarios as sc
-from conftest import MountMode, mounted, mounted_paths
+from conftest import MountMode, auto_startup_path, mounted, mounted_paths
 from fuseshim.examples.passthrough import AsyncPassthroughFS, PassthroughFS
 
 
@@ -276,7 +276,8 @@ def test_odirect_file_written_through_a_shared_mapping_keeps_its_data(tmp_path, 
 def test_a_failed_write_is_reported_by_fsync_and_close(tmp_path):
     """A write error nobody saw (writeback) reaches the next fsync or close
     of the handle, once."""
-    with passthrough_mounted(tmp_path, MountMode('sync', 'sync', 1)) as (ops, src, mnt):
+    with passthrough_mounted(tmp_path, MountMode(auto_startup_path(), 'sync', 1)) as (ops, src,
+                                                                                   mnt):
         fd = os.open(os.path.join(mnt, 'f'), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             [fh] = [h for h in ops._files]

@@ -48,6 +48,9 @@ cdef extern from "shim_compat.h" nogil:
     int shim_conn_want(fuse_conn_info *conn, unsigned flag, int on)
     unsigned shim_buf_opcode(const fuse_buf *buf)
     uint64_t shim_buf_unique(const fuse_buf *buf)
+    void shim_note_request(const fuse_buf *buf)
+    int shim_request_kill_suidgid()
+    int shim_want_killpriv_v2(fuse_session *se, fuse_conn_info *conn)
     ctypedef void (*shim_log_sink_t)(int level, const char *msg)
     void shim_install_log_sink(shim_log_sink_t sink)
     int shim_install_wake_signal(int sig)
@@ -68,6 +71,8 @@ cdef extern from "fuseshim_config.h":
     int HAVE_FUSE_REPLY_STATX
     int HAVE_FUSE_SET_FEATURE_FLAG
     int HAVE_CONN_WANT_EXT
+    int HAVE_FUSE_CAP_HANDLE_KILLPRIV_V2
+    int HAVE_FUSE_SESSION_CUSTOM_IO
 
 cdef extern from "<sys/mount.h>" nogil:
     int c_mount "mount"(const char *source, const char *target, const char *fstype,
@@ -207,4 +212,7 @@ def build_features():
         'reply_statx': bool(HAVE_FUSE_REPLY_STATX),
         'feature_flags': bool(HAVE_FUSE_SET_FEATURE_FLAG),
         'want_ext_64bit': bool(HAVE_CONN_WANT_EXT),
+        # Operations.enable_killpriv can be granted: libfuse >= 3.17 knows
+        # FUSE_HANDLE_KILLPRIV_V2, 3.13 ... 3.16 through fuseshim's own I/O
+        'killpriv_v2': bool(HAVE_FUSE_CAP_HANDLE_KILLPRIV_V2 or HAVE_FUSE_SESSION_CUSTOM_IO),
     }

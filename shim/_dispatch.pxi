@@ -307,6 +307,22 @@ cdef void ll_destroy(void *userdata) noexcept with gil:
 cdef inline object _name(const char *name):
     return PyBytes_FromString(name)
 
+cdef inline bint _kill_suidgid(Session s) noexcept:
+    """The request being dispatched asks the filesystem to clear S_ISUID
+    and S_ISGID (read from the raw request: libfuse does not pass it on)."""
+    return s.killpriv_granted and shim_request_kill_suidgid()
+
+cdef inline RequestContext _make_kill_ctx(fuse_req_t req, Session s):
+    cdef RequestContext ctx = _make_ctx(req)
+    ctx.kill_suidgid = _kill_suidgid(s)
+    return ctx
+
+cdef inline tuple _write_args(Session s, fuse_req_t req, fuse_file_info *fi, off_t off,
+                              object data):
+    if s.killpriv_wanted:   # Operations.enable_killpriv: write() gets the writer too
+        return (fi.fh, off, data, _make_kill_ctx(req, s))
+    return (fi.fh, off, data)
+
 cdef void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) noexcept with gil:
     _call(_session(req), req, OP_LOOKUP, (parent, _name(name), _make_ctx(req)), NULL, None)
 
@@ -322,6 +338,7 @@ cdef void ll_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) noexcep
 
 cdef void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct_stat *attr, int to_set,
                      fuse_file_info *fi) noexcept with gil:
+    cdef Session s = _session(req)
     cdef EntryAttributes ea = EntryAttributes.__new__(EntryAttributes)
     cdef SetattrFields f = SetattrFields.__new__(SetattrFields)
     cdef timespec now
@@ -336,6 +353,7 @@ cdef void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct_stat *attr, int to_s
     f.update_ctime = bool(to_set & FUSE_SET_ATTR_CTIME)
     f.update_atime_now = bool(to_set & FUSE_SET_ATTR_ATIME_NOW)
     f.update_mtime_now = bool(to_set & FUSE_SET_ATTR_MTIME_NOW)
+    f.kill_suidgid = _kill_suidgid(s)
     if to_set & (FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW):
         clock_gettime(CLOCK_REALTIME, &now)
         if to_set & FUSE_SET_ATTR_ATIME_NOW:
@@ -343,7 +361,7 @@ cdef void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct_stat *attr, int to_s
         if to_set & FUSE_SET_ATTR_MTIME_NOW:
             ea.e.attr.st_mtim = now
     fh = fi.fh if fi is not NULL else None
-    _call(_session(req), req, OP_SETATTR, (ino, ea, f, fh, _make_ctx(req)), NULL, None)
+    _call(s, req, OP_SETATTR, (ino, ea, f, fh, _make_kill_ctx(req, s)), NULL, None)
 
 cdef void ll_readlink(fuse_req_t req, fuse_ino_t ino) noexcept with gil:
     _call(_session(req), req, OP_READLINK, (ino, _make_ctx(req)), NULL, None)
@@ -376,8 +394,9 @@ cdef void ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 
 cdef void ll_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) noexcept with gil:
     cdef ReqState st
+    cdef Session s = _session(req)
     st.fi = fi[0]
-    _call(_session(req), req, OP_OPEN, (ino, fi.flags, _make_ctx(req)), &st, None)
+    _call(s, req, OP_OPEN, (ino, fi.flags, _make_kill_ctx(req, s)), &st, None)
 
 cdef void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                   fuse_file_info *fi) noexcept with gil:
@@ -396,8 +415,9 @@ cdef void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 cdef void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                    fuse_file_info *fi) noexcept with gil:
     cdef ReqState st
+    cdef Session s = _session(req)
     st.size = size
-    _call(_session(req), req, OP_WRITE, (fi.fh, off, PyBytes_FromStringAndSize(buf, size)), &st, None)
+    _call(s, req, OP_WRITE, _write_args(s, req, fi, off, PyBytes_FromStringAndSize(buf, size)), &st, None)
 
 cdef void ll_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec *bufv, off_t off,
                        fuse_file_info *fi) noexcept with gil:
@@ -418,8 +438,9 @@ cdef void ll_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec *bufv, off_t 
     if <size_t>n != size:
         data = data[:n]
     cdef ReqState st
+    cdef Session s = _session(req)
     st.size = n
-    _call(_session(req), req, OP_WRITE, (fi.fh, off, data), &st, None)
+    _call(s, req, OP_WRITE, _write_args(s, req, fi, off, data), &st, None)
 
 cdef void ll_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) noexcept with gil:
     _call(_session(req), req, OP_FLUSH, (fi.fh,), NULL, None)
@@ -491,8 +512,9 @@ cdef void ll_access(fuse_req_t req, fuse_ino_t ino, int mask) noexcept with gil:
 cdef void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                     fuse_file_info *fi) noexcept with gil:
     cdef ReqState st
+    cdef Session s = _session(req)
     st.fi = fi[0]
-    _call(_session(req), req, OP_CREATE, (parent, _name(name), mode, fi.flags, _make_ctx(req)), &st, None)
+    _call(s, req, OP_CREATE, (parent, _name(name), mode, fi.flags, _make_kill_ctx(req, s)), &st, None)
 
 cdef inline tuple _lock_tuple(flock *lock):
     end = -1 if lock.l_len == 0 else lock.l_start + lock.l_len - 1

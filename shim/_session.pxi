@@ -123,6 +123,22 @@ cdef class _Resumed:
 collections.abc.Coroutine.register(_Resumed)
 
 
+cdef inline _Resumed _resumed(object coro, object first):
+    cdef _Resumed rest = _Resumed.__new__(_Resumed)
+    rest.coro = coro
+    rest.first = first
+    return rest
+
+
+def resume_coroutine(coro, first):
+    """Await-able continuation of ``coro`` whose first step was taken by
+    hand (``first = coro.send(None)`` yielded instead of returning): awaiting
+    it yields ``first`` to the running task, then goes on with ``coro``.
+    Lets an event-loop driver run a handler inline and decide only when it
+    suspends whether to hand its reading role to another task."""
+    return _resumed(coro, first)
+
+
 @cython.final
 cdef class Session:
     cdef fuse_session *se
@@ -139,6 +155,11 @@ cdef class Session:
     cdef public dict granted
     cdef readonly bint stopping
     cdef uint64_t init_unique
+    # wanted: Operations.enable_killpriv and write() takes the writer's
+    # RequestContext as a fourth argument; granted: FUSE_HANDLE_KILLPRIV_V2
+    # agreed, the kernel flags requests whose caller lacks CAP_FSETID
+    cdef readonly bint killpriv_wanted
+    cdef readonly bint killpriv_granted
     cdef bint destroyed
     cdef dict backing_ids
     # orders replies against destroy() and guards pending; a C lock because
@@ -169,6 +190,8 @@ cdef class Session:
             h = getattr(ops, name, None) if name in implemented else None
             self.handlers.append(h)
             self.is_async[i] = h is not None and inspect.iscoroutinefunction(h)
+        self.killpriv_wanted = (bool(getattr(ops, 'enable_killpriv', False))
+                                and _takes_writer(self.handlers[<int>OP_WRITE]))
         self.init_event = threading.Event()
         self.want = {}
         self.granted = {}
@@ -264,6 +287,7 @@ cdef class Session:
                 is_init = shim_buf_opcode(&buf) == SHIM_FUSE_INIT_OPCODE
                 if is_init:
                     self.init_unique = shim_buf_unique(&buf)
+                shim_note_request(&buf)   # flags libfuse does not pass on
                 fuse_session_process_buf(self.se, &buf)
                 if fuse_session_exited(self.se) or (is_init and until_init):
                     break
@@ -311,6 +335,7 @@ cdef class Session:
                 continue
             if res <= 0:  # 0: unmounted (ENODEV), <0: the device failed
                 return -1
+            shim_note_request(&self.pump_buf)   # flags libfuse does not pass on
             fuse_session_process_buf(self.se, &self.pump_buf)
             n += 1
             if fuse_session_exited(self.se):
@@ -379,6 +404,9 @@ cdef class Session:
             for name, on in self.want.items():
                 if name == 'passthrough':
                     self.granted[name] = bool(shim_want_passthrough(conn)) if on else False
+                elif name == 'handle_killpriv_v2':
+                    self.killpriv_granted = on and bool(shim_want_killpriv_v2(self.se, conn))
+                    self.granted[name] = self.killpriv_granted
                 else:
                     self.granted[name] = bool(shim_conn_want(conn, _CAPS[name], on))
             h = getattr(self.ops, 'init', None)
@@ -487,9 +515,7 @@ cdef class Session:
         except BaseException as exc:
             _reply_outcome(self, req, op, None, exc, st, aux)
             return True
-        cdef _Resumed rest = _Resumed.__new__(_Resumed)
-        rest.coro = coro
-        rest.first = yielded
+        cdef _Resumed rest = _resumed(coro, yielded)
         cdef _Pending p = self._pending(req, op, st, aux, ctx)
         p.task = context.run(self.loop.create_task, rest)
         p.task.add_done_callback(p.done)
@@ -607,6 +633,20 @@ cdef inline int64_t _monotonic_ns() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+def _takes_writer(write):
+    """Whether a write handler accepts the writer's RequestContext as a
+    fourth argument (or there is none).  A subclass overriding write() with
+    pyfuse3's three arguments does not: it gets no enable_killpriv, and the
+    kernel drops suid/sgid with its own chmod as before."""
+    if write is None:
+        return True
+    try:
+        inspect.signature(write).bind(0, 0, b'', None)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 cdef _check_notify(int rc, what):

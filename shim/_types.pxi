@@ -345,6 +345,10 @@ cdef class SetattrFields:
     # explicit times need ownership, so a permission-checking fs must know
     cdef readonly bint update_atime_now
     cdef readonly bint update_mtime_now
+    # Operations.enable_killpriv granted: this truncate or chown is to clear
+    # S_ISUID and S_ISGID as well (FATTR_KILL_SUIDGID), done by the
+    # filesystem itself -- the caller may not own the file
+    cdef readonly bint kill_suidgid
 
     def __reduce__(self):
         # bound to one request: a copy would outlive it (pyfuse3 refuses too)
@@ -353,7 +357,8 @@ cdef class SetattrFields:
     def __repr__(self):
         return 'SetattrFields(%s)' % ', '.join(
             n for n in ('update_atime', 'update_mtime', 'update_ctime', 'update_mode',
-                        'update_uid', 'update_gid', 'update_size') if getattr(self, n))
+                        'update_uid', 'update_gid', 'update_size', 'kill_suidgid')
+            if getattr(self, n))
 
 
 @cython.final
@@ -363,6 +368,9 @@ cdef class RequestContext:
     cdef readonly gid_t gid
     cdef readonly pid_t pid
     cdef readonly mode_t umask
+    # Operations.enable_killpriv granted: the request (an O_TRUNC open or
+    # create, a truncate or chown) is to clear S_ISUID/S_ISGID as well
+    cdef readonly bint kill_suidgid
     cdef fuse_req_t req
 
     @property

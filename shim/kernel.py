@@ -10,6 +10,7 @@ from ._core import SYNC_INIT_IOCTL
 
 FUSE_DEVICE = '/dev/fuse'
 CONNECTIONS_DIR = '/sys/fs/fuse/connections'
+URING_PARAMETER = '/sys/module/fuse/parameters/enable_uring'
 _CAP_SYS_ADMIN = 21
 
 
@@ -22,6 +23,19 @@ class SyncInitProbe:
 
     def __bool__(self) -> bool:
         return self.supported
+
+
+def fuse_io_uring_enabled(parameter: str = URING_PARAMETER) -> bool | None:
+    """Does the kernel offer FUSE over io_uring to servers that ask for it?
+
+    None: the kernel has no such transport (before 6.14, or built without
+    CONFIG_FUSE_IO_URING: the module parameter does not exist); otherwise
+    the parameter's value (off by default; root may write Y to it)."""
+    try:
+        with open(parameter) as f:
+            return f.read().strip() in ('Y', '1')
+    except FileNotFoundError:
+        return None
 
 
 def has_cap_sys_admin() -> bool:

@@ -285,6 +285,13 @@ class Mount:
                 'export_support': bool(getattr(ops, 'supports_dot_lookup', False))}
         if getattr(ops, 'enable_passthrough', False):
             want['passthrough'] = True
+        if self._session.killpriv_wanted:
+            # the flags are read from the raw request, which splice_read
+            # leaves in a pipe: the two do not go together
+            want['handle_killpriv_v2'] = not want['splice_read']
+        elif getattr(ops, 'enable_killpriv', False):
+            log.info('fuseshim: enable_killpriv ignored: %s.write() does not take the '
+                     "writer's RequestContext as a fourth argument", type(ops).__name__)
         return want
 
     def _setup_loop(self):

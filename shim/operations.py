@@ -10,6 +10,7 @@ pyfuse3 lacks take the inode, the file handle and what the request carries.
 from __future__ import annotations
 
 import errno
+import stat
 
 from ._core import FUSEError, OP_NAMES
 
@@ -31,6 +32,15 @@ class Operations:
     enable_splice_write = True
     #: pyfuse3 compatibility: "." and ".." are looked up by the filesystem.
     supports_dot_lookup = True
+    #: The filesystem clears S_ISUID/S_ISGID itself when a request says so
+    #: (FUSE_HANDLE_KILLPRIV_V2), instead of the kernel sending a chmod with
+    #: the writer's credentials first.  With it, ``write`` takes a fourth
+    #: argument, the writer's RequestContext; ``ctx.kill_suidgid`` (write,
+    #: open, create, setattr) and ``SetattrFields.kill_suidgid`` carry the
+    #: request's flag; see ``mode_after_kill_suidgid``.  Off when ``write``
+    #: cannot take the fourth argument; not with ``enable_splice_read``.  ``Mount.granted['handle_killpriv_v2']``
+    #: tells whether the kernel and libfuse (>= 3.13) agreed.
+    enable_killpriv = False
 
     def init(self): pass
     def destroy(self): pass
@@ -95,3 +105,24 @@ def implemented_operations(ops) -> set[str]:
     if 'readdir' in names and getattr(ops, 'enable_readdirplus', True):
         names.add('readdirplus')
     return names
+
+
+def mode_after_kill_suidgid(mode: int, file_gid: int, ctx, *, chown: bool = False) -> int:
+    """The mode a file keeps when a request flagged ``kill_suidgid`` by
+    ``ctx``'s caller changes it, by Linux's own rule (the VFS's
+    setattr_should_drop_suidgid, which ext4 and tmpfs follow): S_ISUID goes;
+    S_ISGID goes if the file is group-executable, or if the caller is not in
+    the file's group ``file_gid``.  The kernel flags writes, truncates and
+    O_TRUNC opens only for callers without CAP_FSETID, but every chown of a
+    non-directory; for ``chown=True`` a caller with uid 0 counts as having
+    CAP_FSETID (it keeps a non-executable S_ISGID, as on ext4)."""
+    if stat.S_ISDIR(mode) or not mode & (stat.S_ISUID | stat.S_ISGID):
+        return mode
+    mode &= ~stat.S_ISUID
+    if mode & stat.S_ISGID:
+        exempt = (not mode & stat.S_IXGRP
+                  and ((chown and ctx.uid == 0)
+                       or ctx.gid == file_gid or file_gid in ctx.groups()))
+        if not exempt:
+            mode &= ~stat.S_ISGID
+    return mode

@@ -69,6 +69,8 @@ def build(mod):
 def main(argv=None):
     p = parser(__doc__)
     p.add_argument('--impl', choices=('mfusepy', 'fusepy', 'compat'), default='mfusepy')
+    p.add_argument('--threads', action='store_true',
+                   help="multi-threaded, FUSE()'s default (else nothreads=True, libfuse -s)")
     args = p.parse_args(argv)
     if args.impl == 'compat':
         from fuseshim.compat import fusepy as mod
@@ -80,7 +82,7 @@ def main(argv=None):
     warnings.simplefilter('ignore', DeprecationWarning)  # mfusepy: float times
     ops = build(mod)(args.source)
     print(f'{args.impl}: mounting', file=sys.stderr, flush=True)
-    mod.FUSE(ops, args.mountpoint, foreground=True, nothreads=True, fsname=args.fsname,
+    mod.FUSE(ops, args.mountpoint, foreground=True, nothreads=not args.threads, fsname=args.fsname,
              attr_timeout=0, entry_timeout=0, negative_timeout=0)
 
 

@@ -18,7 +18,8 @@ is never loaded.
 
 Behaviour differences and their reasons: docs/migration-fusepy.md.
 """
-from __future__ import annotations
+# fusepy 3.0 imports these three, so its module has them as names
+from __future__ import absolute_import, annotations, division, print_function  # noqa: F401
 
 import ctypes
 import errno
@@ -28,12 +29,18 @@ import operator
 import os
 import platform
 import select
-import signal
+import signal as _signal
 import stat
 import sys
 import threading
 import warnings
 from collections.abc import Iterable
+from ctypes.util import find_library  # noqa: F401  (fusepy's module names, below)
+from functools import partial  # noqa: F401
+from platform import machine, system  # noqa: F401
+from signal import SIG_DFL, SIGINT, signal  # noqa: F401
+from stat import S_IFDIR  # noqa: F401
+from traceback import print_exc  # noqa: F401
 from typing import Tuple, Union, get_type_hints
 
 import fuseshim as _fs
@@ -42,7 +49,9 @@ from fuseshim._core import current_operations as _current_operations
 from fuseshim._core import current_request_ids as _current_request_ids
 from fuseshim.operations import Operations as _CoreOperations
 
-from . import startup_mode, worker_count
+from . import _cstructs, startup_mode, worker_count
+from ._cstructs import (c_dev_t, c_fsblkcnt_t, c_fsfilcnt_t, c_gid_t, c_mode_t,  # noqa: F401
+                        c_off_t, c_pid_t, c_timespec, c_uid_t, getxattr_t, setxattr_t)
 
 log = logging.getLogger('fuse')
 
@@ -74,32 +83,27 @@ def time_of_timespec(ts, use_ns=False):
     return ts.tv_sec + ts.tv_nsec / 1E9
 
 
-class c_timespec(ctypes.Structure):
-    _fields_ = [('tv_sec', ctypes.c_long), ('tv_nsec', ctypes.c_long)]
+# fusepy's C-level names: its structures (libfuse 2.9's, as fusepy declares
+# them), C type aliases and helpers, so that the same names mean the same
+# things (see _cstructs).  None of them is handed to libfuse here.
+basestring = str
+c_utimbuf = _cstructs.struct('c_utimbuf', __name__, [('actime', c_timespec),
+                                                     ('modtime', c_timespec)])
+c_stat = _cstructs.struct('c_stat', __name__, _cstructs.stat_fields(reserved_tail=False))
+c_statvfs = _cstructs.struct('c_statvfs', __name__, _cstructs.STATVFS_FIELDS)
+# what raw_fi=True hands to open/create/read/...; the layer reads back fh,
+# direct_io, keep_cache and nonseekable
+fuse_file_info = _cstructs.struct('fuse_file_info', __name__, _cstructs.FUSE2_FILE_INFO)
+fuse_context = _cstructs.struct('fuse_context', __name__, [
+    ('fuse', ctypes.c_void_p), ('uid', c_uid_t), ('gid', c_gid_t), ('pid', c_pid_t),
+    ('private_data', ctypes.c_void_p)])
+fuse_operations = _cstructs.struct('fuse_operations', __name__, _cstructs.fuse2_operations(
+    c_stat, c_statvfs, fuse_file_info, c_utimbuf))
 
 
-class fuse_file_info:
-    """What raw_fi=True hands to open/create/read/...: the fields of libfuse's
-    struct fuse_file_info a filesystem reads or sets."""
-
-    def __init__(self, flags=0):
-        self.flags = flags
-        self.fh_old = 0
-        self.writepage = 0
-        self.direct_io = 0
-        self.keep_cache = 0
-        self.flush = 0
-        self.nonseekable = 0
-        self.flock_release = 0
-        self.cache_readdir = 0
-        self.noflush = 0
-        self.padding = 0
-        self.fh = 0
-        self.lock_owner = 0
-        self.poll_events = 0
-
-    def __repr__(self):
-        return f'<fuse_file_info flags={self.flags:#o} fh={self.fh}>'
+def set_st_attrs(st, attrs, use_ns=False):
+    """Fill a c_stat from a getattr() dict (fusepy's helper)."""
+    _cstructs.fill_stat(st, attrs, use_ns, hasattr)
 
 
 class fuse_conn_info:
@@ -945,7 +949,7 @@ class _PathOps(_CoreOperations):
             path = self._path(parent, name)
             if stat.S_ISREG(mode) and self._has('create'):
                 # libfuse makes regular files with create() + release()
-                fi = fuse_file_info(os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                fi = self.f._file_info_type(os.O_CREAT | os.O_EXCL | os.O_WRONLY)
                 try:
                     ufh = self.f._create(path, mode, fi)
                 except (_fs.FUSEError, OSError) as e:
@@ -1082,7 +1086,7 @@ class _PathOps(_CoreOperations):
     def open(self, inode, flags, ctx):
         def do():
             path = self._path(inode)
-            fi = fuse_file_info(flags)
+            fi = self.f._file_info_type(flags)
             if self._has('open'):
                 self.f._open(path, fi)
             with self.nodes.lock:
@@ -1095,7 +1099,7 @@ class _PathOps(_CoreOperations):
         def do():
             path = self._path(parent, name)
             self._need('create')
-            fi = fuse_file_info(flags)
+            fi = self.f._file_info_type(flags)
             ufh = self.f._create(path, mode, fi)
             try:
                 e, node = self._lookup_path(parent, name, path, ufh)
@@ -1436,6 +1440,8 @@ class FUSE:
     _signal_error = None           # libfuse 2's fuse_main returns 0 after a signal
     _option_error = 1              # libfuse 2's fuse_main returns 1 on any failure
     _mount_error = 1
+    _file_info_type = fuse_file_info   # what open/create fill (and raw_fi hands over)
+    _config_type = fuse_config         # the high-level options (libfuse 3's struct fuse_config)
 
     def __init__(self, operations, mountpoint, raw_fi=False, encoding='utf-8', errors=None,
                  **kwargs):
@@ -1466,7 +1472,7 @@ class FUSE:
             foreground = True        # libfuse: -d implies -f
         kwargs.setdefault('fsname', operations.__class__.__name__)
 
-        self.conf = fuse_config()
+        self.conf = self._config_type()
         mount_opts = self._split_options(self._normalize_fuse_options(**kwargs))
         if debug:
             mount_opts.append('debug')
@@ -1728,20 +1734,20 @@ class FUSE:
                 self._exit_signal = signum
             self._request_exit()
 
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
             try:
-                old = signal.getsignal(sig)
-                if sig != signal.SIGINT and old not in (signal.SIG_DFL, None):
+                old = _signal.getsignal(sig)
+                if sig != _signal.SIGINT and old not in (_signal.SIG_DFL, None):
                     continue
-                signal.signal(sig, handler)
+                _signal.signal(sig, handler)
                 saved.append((sig, old))
             except (ValueError, OSError):
                 pass
         try:
-            old = signal.getsignal(signal.SIGPIPE)
-            if old == signal.SIG_DFL:
-                signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-                saved.append((signal.SIGPIPE, old))
+            old = _signal.getsignal(_signal.SIGPIPE)
+            if old == _signal.SIG_DFL:
+                _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)
+                saved.append((_signal.SIGPIPE, old))
         except (ValueError, OSError):
             pass
         return saved
@@ -1750,7 +1756,7 @@ class FUSE:
     def _restore_signal_handlers(saved):
         for sig, old in saved:
             try:
-                signal.signal(sig, old if old is not None else signal.SIG_DFL)
+                _signal.signal(sig, old if old is not None else _signal.SIG_DFL)
             except (ValueError, OSError):
                 pass
 
@@ -1799,7 +1805,12 @@ class FUSE:
             pass
 
 
-__all__ = ['ENOATTR', 'ENOTSUP', 'FUSE', 'FuseOSError', 'LoggingMixIn', 'Operations',
-           'ReadDirResult', 'c_timespec', 'fuse_config', 'fuse_conn_info', 'fuse_exit',
-           'fuse_file_info', 'fuse_get_context', 'log_callback', 'overrides',
-           'time_of_timespec']
+# fusepy has no __all__: ``from fuse import *`` gives every public name of
+# its module, so the same names here (the layer's own extras stay out)
+__all__ = ['ENOTSUP', 'FUSE', 'FuseOSError', 'LoggingMixIn', 'Operations', 'SIGINT', 'SIG_DFL',
+           'S_IFDIR', 'absolute_import', 'basestring', 'c_dev_t', 'c_fsblkcnt_t', 'c_fsfilcnt_t',
+           'c_gid_t', 'c_mode_t', 'c_off_t', 'c_pid_t', 'c_stat', 'c_statvfs', 'c_timespec',
+           'c_uid_t', 'c_utimbuf', 'ctypes', 'division', 'errno', 'find_library', 'fuse_context',
+           'fuse_exit', 'fuse_file_info', 'fuse_get_context', 'fuse_operations', 'getxattr_t',
+           'log', 'logging', 'machine', 'os', 'partial', 'print_exc', 'print_function',
+           'set_st_attrs', 'setxattr_t', 'signal', 'system', 'time_of_timespec', 'warnings']

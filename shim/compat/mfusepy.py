@@ -17,31 +17,110 @@ Same path layer as fuseshim.compat.fusepy, with mfusepy's rules:
   gets the file handle; ``rename`` flags are not passed on (as in mfusepy);
 * paths decode with ``errors='surrogateescape'`` by default.
 """
-from __future__ import annotations
-
+import contextlib  # noqa: F401  (mfusepy's module has these names; see below)
+import ctypes
 import errno
 import functools
 import inspect
 import logging
-import stat
+import os  # noqa: F401
+import platform  # noqa: F401
 import warnings
-from collections.abc import Iterable
-from typing import Any, Optional
+from collections.abc import Iterable, Sequence
+from ctypes import (CFUNCTYPE, POINTER, c_char_p, c_int, c_size_t, c_ssize_t,  # noqa: F401
+                    c_uint, c_void_p)
+from ctypes.util import find_library  # noqa: F401
+from signal import SIG_DFL, SIGINT, SIGTERM, signal  # noqa: F401
+from stat import S_IFDIR
+from typing import TYPE_CHECKING, Any, Optional, Union, get_type_hints  # noqa: F401
 
 import fuseshim as _fs
+from fuseshim._core import libfuse_path as _libfuse_path
 
+from . import _cstructs
 from . import fusepy as _base
-from .fusepy import (ENOTSUP, FuseOSError, ReadDirResult, _offered, c_timespec,  # noqa: F401
-                     fuse_config, fuse_conn_info, fuse_exit, fuse_file_info, fuse_get_context,
-                     log_callback, overrides, time_of_timespec)
+from ._cstructs import (c_byte_p, c_dev_t, c_flock_t, c_fsblkcnt_t, c_fsfilcnt_t,  # noqa: F401
+                        c_gid_t, c_mode_t, c_off_t, c_pid_t, c_timespec, c_uid_t, c_uint64_p,
+                        fuse_buf, fuse_buf_flags, fuse_bufvec, fuse_fill_dir_flags,
+                        fuse_pollhandle_p, fuse_readdir_flags, getxattr_t, setxattr_t)
+from .fusepy import (ENOTSUP, FuseOSError, _offered, fuse_exit,  # noqa: F401
+                     fuse_get_context, log_callback, overrides, time_of_timespec)
 
 log = logging.getLogger('fuse')
 
 ENOATTR = errno.ENODATA
-fuse_version_major = 3
-fuse_version_minor = 14
+FieldsEntry = Union[tuple[str, type], tuple[str, type, int]]
+BitFieldsEntry = tuple[str, type, int]
+ReadDirResult = Iterable[Union[str, tuple[str, dict[str, int], int], tuple[str, int, int]]]
 
-_ROOT_STAT = {'st_mode': (stat.S_IFDIR | 0o755), 'st_nlink': 2}
+# ---------------------------------------------------------------- C-level names
+# What mfusepy shows when it loads the libfuse 3 fuseshim runs (mfusepy
+# itself prefers libfuse 2 unless FUSE_LIBRARY_NAME=fuse3): that version and
+# its structures' layouts.  fuseshim never hands them to libfuse; raw_fi
+# filesystems get a fuse_file_info, init_with_config() a fuse_conn_info and a
+# fuse_config (whose changes take effect).
+fuse_version_major, fuse_version_minor = _cstructs.running_libfuse_version()
+c_utimbuf = _cstructs.struct('c_utimbuf', __name__, [('actime', c_timespec),
+                                                     ('modtime', c_timespec)])
+c_stat = _cstructs.struct('c_stat', __name__, _cstructs.stat_fields(reserved_tail=True))
+c_statvfs = _cstructs.struct('c_statvfs', __name__,
+                             _cstructs.STATVFS_FIELDS + _cstructs.STATVFS_TAIL)
+fuse_file_info = _cstructs.struct('fuse_file_info', __name__,
+                                  _cstructs.fuse3_file_info(fuse_version_minor))
+fuse_context = _cstructs.struct('fuse_context', __name__, [
+    ('fuse', c_void_p), ('uid', c_uid_t), ('gid', c_gid_t), ('pid', c_pid_t),
+    ('private_data', c_void_p), ('umask', c_mode_t)])
+fuse_conn_info = _cstructs.struct('fuse_conn_info', __name__,
+                                  _cstructs.fuse3_conn_info(fuse_version_minor))
+fuse_config = _cstructs.struct('fuse_config', __name__, _cstructs.fuse3_config(fuse_version_minor))
+fuse_fi_p = POINTER(fuse_file_info)
+c_stat_p = POINTER(c_stat)
+c_statvfs_p = POINTER(c_statvfs)
+c_utimbuf_p = POINTER(c_utimbuf)
+fuse_bufvec_p = POINTER(fuse_bufvec)
+fuse_bufvec_pp = POINTER(fuse_bufvec_p)
+FuseConfigPointer = POINTER(fuse_config)
+FuseConnInfoPointer = POINTER(fuse_conn_info)
+fuse_fill_dir_t = CFUNCTYPE(c_int, c_void_p, c_char_p, c_stat_p, c_off_t, fuse_fill_dir_flags)
+fuse_operations = _cstructs.struct('fuse_operations', __name__, _cstructs.fuse3_operations(
+    c_stat, c_statvfs, fuse_file_info, c_utimbuf, fuse_conn_info, fuse_config))
+# libfuse's own entry point, from the library fuseshim is linked with (None
+# in the unlikely case that the loader cannot tell which file that is)
+fuse_main_real = ctypes.CDLL(_libfuse_path()).fuse_main_real if _libfuse_path() else None
+
+
+def get_fuse_version(libfuse) -> tuple[int, int]:
+    """(major, minor) of a libfuse loaded with ctypes (mfusepy's helper)."""
+    version = libfuse.fuse_version()
+    if version < 100:
+        return version // 10, version % 10
+    if version < 1000:
+        return version // 100, version % 100
+    raise AttributeError(f'Version {version} of found library {libfuse._name} cannot be parsed!')
+
+
+def set_st_attrs(st, attrs: dict[str, Any], use_ns: bool = False) -> None:
+    """Fill a c_stat from a getattr() dict (mfusepy's helper)."""
+    _cstructs.fill_stat(st, attrs, use_ns, lambda st, key: getattr(st, key, None) is not None)
+
+
+def _new_config():
+    """A fuse_config with libfuse's defaults, as init_with_config() gets it."""
+    conf = fuse_config()
+    defaults = _base.fuse_config()
+    for name, *_ in fuse_config._fields_:
+        if hasattr(defaults, name):
+            setattr(conf, name, getattr(defaults, name))
+    return conf
+
+
+def _new_conn_info():
+    conn = fuse_conn_info()
+    conn.proto_major = 7        # informational only: the kernel's values are not passed on
+    return conn
+
+
+_ROOT_STAT = {'st_mode': (S_IFDIR | 0o755), 'st_nlink': 2}
 
 
 def _nullable_dummy_function(method):
@@ -254,6 +333,8 @@ class FUSE(_base.FUSE):
     _default_errors = 'surrogateescape'
     _option_error = 3              # ... when fuse_new() rejects the options
     _mount_error = 4               # ... when mounting fails
+    _file_info_type = fuse_file_info
+    _config_type = staticmethod(_new_config)
 
     def __init__(self, operations, mountpoint: str, raw_fi: bool = False,
                  encoding: str = 'utf-8', errors: str = 'surrogateescape', **kwargs) -> None:
@@ -298,8 +379,7 @@ class FUSE(_base.FUSE):
             self.conf.nullpath_ok = 1
         try:
             if _offered(ops, 'init_with_config'):
-                conn = fuse_conn_info()
-                ops.init_with_config(conn, self.conf)
+                ops.init_with_config(_new_conn_info(), self.conf)
             elif _offered(ops, 'init'):
                 ops.init('/')
         except BaseException as e:
@@ -350,7 +430,6 @@ class FUSE(_base.FUSE):
         return self._DirentStats()
 
 
-__all__ = ['ENOATTR', 'ENOTSUP', 'FUSE', 'FuseOSError', 'LoggingMixIn', 'Operations',
-           'ReadDirResult', 'c_timespec', 'fuse_config', 'fuse_conn_info', 'fuse_exit',
-           'fuse_file_info', 'fuse_get_context', 'log_callback', 'overrides',
-           'time_of_timespec']
+# mfusepy has no __all__: ``from mfusepy import *`` gives every public name
+# of its module, which are exactly this module's public names
+__all__ = [n for n in dir() if not n.startswith('_')]

@@ -30,6 +30,7 @@ import stat as _stat
 import sys
 import threading
 from types import CoroutineType as _CoroutineType
+from pickle import PicklingError  # noqa: F401  (a name of pyfuse3's module)
 from queue import Queue
 
 try:
@@ -127,9 +128,13 @@ class ReaddirToken:
     """Handed to Operations.readdir; pass it on to readdir_reply()."""
     __slots__ = ('_core', '_counted', '__weakref__')
 
-    def __init__(self, core_token):
+    def __init__(self, core_token=None):
         self._core = core_token
         self._counted = collections.Counter()
+
+    def __reduce__(self):
+        # as pyfuse3's: a token belongs to one READDIR request
+        raise TypeError('self.req cannot be converted to a Python object for pickling')
 
 
 def readdir_reply(token, name, attr, next_id):
@@ -719,13 +724,16 @@ def getxattr(path, name, size_guess=128, namespace='user'):
     return os.getxattr(path, name, follow_symlinks=True)
 
 
+# pyfuse3 has no __all__: ``from pyfuse3 import *`` binds every public name
+# of its module, so the same ones here (its Cython internals excepted)
 __all__ = [
     'ENOATTR', 'EntryAttributes', 'FUSEError', 'FileHandleT', 'FileInfo', 'FileNameT', 'FlagT',
-    'InodeT', 'ModeT', 'Operations', 'PollHandle', 'RENAME_EXCHANGE', 'RENAME_NOREPLACE',
-    'ROOT_INODE', 'ReaddirToken', 'RequestContext', 'SetattrFields', 'StatvfsData',
-    'XAttrNameT', 'close', 'default_options', 'get_sup_groups', 'getxattr', 'init',
-    'invalidate_entry', 'invalidate_entry_async', 'invalidate_inode', 'listdir', 'main',
-    'notify_store', 'readdir_reply', 'setxattr', 'syncfs', 'terminate', 'trio_token',
+    'InodeT', 'ModeT', 'Operations', 'PicklingError', 'PollHandle', 'Queue', 'RENAME_EXCHANGE',
+    'RENAME_NOREPLACE', 'ROOT_INODE', 'ReaddirToken', 'RequestContext', 'SetattrFields',
+    'StatvfsData', 'XAttrNameT', 'close', 'default_options', 'get_sup_groups', 'getxattr',
+    'init', 'invalidate_entry', 'invalidate_entry_async', 'invalidate_inode', 'listdir', 'log',
+    'logging', 'main', 'notify_store', 'os', 'readdir_reply', 'setxattr', 'syncfs', 'sys',
+    'terminate', 'threading', 'trio', 'trio_token',
 ]
 
 # ``import pyfuse3.asyncio`` made ``pyfuse3.asyncio`` an attribute; mirror it

@@ -9,12 +9,14 @@ uses (``current_trio_token``, ``open_nursery``, ``Lock``, ...), and after
 ``enable()`` it is what ``pyfuse3.trio`` refers to.  The module is reachable
 as ``fuseshim.compat.pyfuse3.asyncio`` as well.
 """
-from __future__ import annotations
-
 import asyncio
 import collections
 import sys
-from typing import Any, Callable, Optional
+# pyfuse3.asyncio's module has these names
+from typing import Any, Callable, Iterable, Optional, Set, Type  # noqa: F401
+
+from . import pyfuse3  # noqa: F401  (pyfuse3.asyncio has it as a name; a cycle Python resolves)
+from .pyfuse3 import FileHandleT  # noqa: F401
 
 Lock = asyncio.Lock
 

@@ -117,6 +117,10 @@ class MemFS(fuseshim.Operations):
     """In-memory filesystem; the root belongs to the mounting user."""
 
     enable_readdirplus = READDIRPLUS_USABLE
+    # S_ISUID/S_ISGID are cleared here, as ext4 clears them, when the kernel
+    # flags a write, truncate, O_TRUNC open or chown (FUSE_HANDLE_KILLPRIV_V2);
+    # where it cannot be negotiated the kernel sends a chmod first instead
+    enable_killpriv = True
     #: the largest file (EFBIG beyond)
     max_file_size = MAX_FILE_SIZE
 
@@ -307,10 +311,19 @@ class MemFS(fuseshim.Operations):
     def getattr(self, inode, ctx=None):
         return self._attr(self._node(inode))
 
+    @staticmethod
+    def _kill_suidgid(node: Inode, ctx, chown=False):
+        """Clear S_ISUID/S_ISGID if the request says so (ctx.kill_suidgid)."""
+        if ctx is not None and getattr(ctx, 'kill_suidgid', False):
+            node.mode = fuseshim.mode_after_kill_suidgid(node.mode, node.gid, ctx, chown=chown)
+
     @_op
     def setattr(self, inode, attr, fields, fh, ctx):
         node = self._node(inode)
         now = _now()
+        # a truncate or chown flagged kill_suidgid: judged by the group the
+        # file has before the chown, as the kernel does
+        self._kill_suidgid(node, ctx, chown=fields.update_uid or fields.update_gid)
         if fields.update_size:
             if node.data is None:
                 raise FUSEError(errno.EISDIR if node.is_dir else errno.EINVAL)
@@ -478,7 +491,7 @@ class MemFS(fuseshim.Operations):
 
     # ------------------------------------------------------------ files
 
-    def _open_node(self, node: Inode, flags) -> FileInfo:
+    def _open_node(self, node: Inode, flags, ctx=None) -> FileInfo:
         if node.is_dir:
             raise FUSEError(errno.EISDIR)
         if node.data is None:
@@ -486,6 +499,7 @@ class MemFS(fuseshim.Operations):
         if flags & os.O_TRUNC:
             node.data.clear()
             node.mtime_ns = node.ctime_ns = _now()
+            self._kill_suidgid(node, ctx)
         fh = self._new_fh()
         self.files[fh] = node.ino
         node.opens += 1
@@ -493,7 +507,7 @@ class MemFS(fuseshim.Operations):
 
     @_op
     def open(self, inode, flags, ctx):
-        return self._open_node(self._node(inode), flags)
+        return self._open_node(self._node(inode), flags, ctx)
 
     @_op
     def create(self, parent_inode, name, mode, flags, ctx):
@@ -503,7 +517,7 @@ class MemFS(fuseshim.Operations):
             if flags & os.O_EXCL:
                 raise FUSEError(errno.EEXIST)
             node = self.inodes[ino]
-            fi = self._open_node(node, flags)
+            fi = self._open_node(node, flags, ctx)
             node.lookups += 1
         else:
             node = self._new_node(parent, name, stat.S_IFREG | (mode & 0o7777), ctx)
@@ -517,9 +531,10 @@ class MemFS(fuseshim.Operations):
         return bytes(node.data[off:off + size])
 
     @_op
-    def write(self, fh, off, buf):
+    def write(self, fh, off, buf, ctx=None):
         node = self._file(fh)
         self._write_at(node, off, buf)
+        self._kill_suidgid(node, ctx)
         node.mtime_ns = node.ctime_ns = _now()
         return len(buf)
 

@@ -13,11 +13,16 @@ setfsuid/setfsgid/setgroups system calls; glibc's wrappers change every
 thread of the process), and restored afterwards.  So files created by other
 users belong to them, and the backing filesystem applies its own permission,
 sticky-bit and ownership rules exactly as for a local caller.  Mount with
-``-o allow_other,default_permissions`` to share the mount: the kernel then
-checks search permission on cached paths too, which a FUSE daemon never gets
-asked about (see docs/reliability.md).  The async variant runs those
-requests on a small thread pool of its own, so the credentials of the event
-loop's thread never change.
+``-o allow_other,default_permissions`` to share the mount.  Without
+default_permissions two things are never asked of the daemon, so nothing
+checks them: search permission on directories whose entries the kernel has
+cached, and opening FIFOs -- the kernel opens those itself, so a FIFO the
+caller may not open opens anyway (see
+docs/reliability.md).  S_ISUID/S_ISGID go when another user writes,
+truncates or chowns a file, as on ext4 (FUSE_HANDLE_KILLPRIV_V2, libfuse >=
+3.13).  The async variant runs the requests acting as the caller on a small
+thread pool of its own, so the credentials of the event loop's thread never
+change.
 """
 from __future__ import annotations
 
@@ -250,6 +255,12 @@ class PassthroughFS(fuseshim.Operations):
     on a supported architecture) performs requests with the caller's
     credentials; False acts as the daemon's own user, as passthrough_ll."""
     enable_readdirplus = READDIRPLUS_USABLE
+    # FUSE_HANDLE_KILLPRIV_V2: without it the kernel drops S_ISUID/S_ISGID
+    # before another user's write or truncate with a chmod sent under that
+    # user's credentials, which the backing filesystem refuses (EPERM: not
+    # the owner) -- the write failed where ext4 lets it succeed.  With it the
+    # kernel flags the request instead, and the bits are cleared here
+    enable_killpriv = True
 
     def __init__(self, source, act_as_caller=None):
         if act_as_caller is None:
@@ -418,6 +429,21 @@ class PassthroughFS(fuseshim.Operations):
     def getattr(self, inode, ctx=None):
         return self._attr(inode, os.fstat(self._fd(inode)))
 
+    def _kill_suidgid(self, fd, ctx, chown=False, file_gid=None):
+        """Clear S_ISUID/S_ISGID of the backing file ``fd`` (a descriptor or
+        an O_PATH one) as the daemon, if the request says so and the backing
+        filesystem did not: a write runs with the daemon's credentials, and
+        so does everything with act_as_caller=False.  ``file_gid``: the
+        group before a chown (the kernel judges by that one).  Done through
+        /proc/self/fd: fchmod refuses O_PATH descriptors."""
+        if not getattr(ctx, 'kill_suidgid', False):
+            return
+        st = os.fstat(fd)
+        gid = st.st_gid if file_gid is None else file_gid
+        mode = fuseshim.mode_after_kill_suidgid(st.st_mode, gid, ctx, chown=chown)
+        if mode != st.st_mode:
+            os.chmod(_proc(fd), stat.S_IMODE(mode))
+
     @_op
     @_as_caller
     def setattr(self, inode, attr, fields, fh, ctx):
@@ -426,6 +452,7 @@ class PassthroughFS(fuseshim.Operations):
         if node is None:
             raise FUSEError(errno.ESTALE)
         path = _proc(node.fd)
+        gid_before = os.fstat(node.fd).st_gid if not self.act_as_caller else None
         if fields.update_mode:
             if node.is_symlink:
                 raise FUSEError(errno.EOPNOTSUPP)
@@ -457,6 +484,10 @@ class PassthroughFS(fuseshim.Operations):
                     raise
                 self._utimens(node, path, fields, attr,
                               (fields.update_atime, fields.update_mtime))
+        if not self.act_as_caller:
+            # as the caller, the backing truncate or chown cleared the bits itself
+            self._kill_suidgid(node.fd, ctx, chown=fields.update_uid or fields.update_gid,
+                               file_gid=gid_before)
         return self._attr(inode, os.fstat(node.fd))
 
     @staticmethod
@@ -544,6 +575,8 @@ class PassthroughFS(fuseshim.Operations):
                 raise FUSEError(errno.EACCES)
             flags &= ~FMODE_EXEC
         fd = os.open(path, flags & ~(os.O_NOFOLLOW | os.O_CREAT | os.O_EXCL))
+        if not self.act_as_caller:   # as the caller, the O_TRUNC cleared them
+            self._kill_suidgid(fd, ctx)
         self._add_file(fd, flags)
         return FileInfo(fh=fd, keep_cache=False)
 
@@ -569,6 +602,8 @@ class PassthroughFS(fuseshim.Operations):
         fd = os.open(name, (flags | os.O_CREAT) & ~os.O_NOFOLLOW, mode,
                      dir_fd=self._fd(parent_inode))
         try:
+            if not self.act_as_caller:   # an existing file opened O_TRUNC
+                self._kill_suidgid(fd, ctx)
             attr = self._lookup(parent_inode, name)
         except BaseException:
             os.close(fd)
@@ -589,7 +624,10 @@ class PassthroughFS(fuseshim.Operations):
         return FdRange(fh, off, size)
 
     @_op
-    def write(self, fh, off, buf):
+    def write(self, fh, off, buf, ctx=None):
+        # the write itself runs with the daemon's credentials (CAP_FSETID):
+        # the backing filesystem would keep the bits
+        self._kill_suidgid(fh, ctx)
         try:
             return self._write(fh, off, buf)
         except OSError as e:

@@ -9,16 +9,20 @@ Examples::
     fuseshim-matrix --preset host --tests ../myfs/tests   # another project's suite
     fuseshim-matrix --preset clients            # real projects: real peer vs fuseshim
     fuseshim-matrix --cells 3.14.0/host/auto --clients borg1.4 --no-tests
+    fuseshim-matrix --preset ci --list --shards 3 --format github   # CI fan-out
+    fuseshim-matrix --preset ci --shard 2/3 --report-dir shard-2    # one CI job
+    fuseshim-matrix merge shard-1 shard-2 shard-3 --report-dir all  # one report
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
 import sys
 
-from . import model, report, schema
+from . import build, model, report, schema, shard, util
 from .progress import fmt_secs
 from .util import cache_dir
 
@@ -68,7 +72,15 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument('--source', metavar='DIR', help='fuseshim source tree to build')
     ap.add_argument('--rebuild', action='store_true', help='ignore cached builds and kernels')
     ap.add_argument('--refresh', action='store_true', help='apt-get update the private lists')
+    ap.add_argument('--shard', metavar='K/N',
+                    help='run only shard K of N of the selection (the split --list --shards N '
+                         'prints; see docs/matrix.md)')
     ap.add_argument('--list', action='store_true', help='list the selected cells and exit')
+    ap.add_argument('--shards', type=int, default=1, metavar='N',
+                    help='with --list: split the selection into N shards')
+    ap.add_argument('--format', choices=('text', 'json', 'github'), default='text',
+                    help='with --list: text, JSON entries (one per shard) or a $GITHUB_OUTPUT '
+                         'line "matrix={include: [...]}"')
     ap.add_argument('--check', action='store_true', help='check the matrix file and exit')
     ap.add_argument('--install-prereqs', action='store_true',
                     help='install what the runner needs (qemu-system-x86 via apt; meson, '
@@ -90,10 +102,41 @@ def find_matrix(arg: str | None) -> str:
     return 'matrix.yaml'
 
 
+def list_cells(cells, shards, args) -> int:
+    if args.format == 'text':
+        for s in shards:
+            if len(shards) > 1:
+                print(f'# shard {s.spec}: {len(s.cells)} cells'
+                      + (f', packaging {", ".join(s.packaging)}' if s.packaging else ''))
+            for c in s.cells:
+                e = c.expect
+                feats = ','.join(k for k, v in sorted(e.features.items()) if v) or '-'
+                print(f'{c.id:<26} {c.kernel["type"]:<4} expect path={e.startup_path:<8} '
+                      f'soname={e.soname} features={feats}'
+                      + (f' outcome={e.outcome} ({e.reason})' if e.outcome != 'pass' else ''))
+        return EXIT_OK
+    items = shard.entries(shards, args.preset, args.matrix)
+    print(shard.github_output(items) if args.format == 'github' else json.dumps(items, indent=2))
+    return EXIT_OK
+
+
+def list_clients(cfg, cells, client_names) -> None:
+    from .runner import clients_cells
+    where = ', '.join(c.id for c in clients_cells(cells)) or 'no host/auto cell selected'
+    for name in client_names:
+        e = next(x for x in cfg['clients'] if x['name'] == name)
+        t = e['tests']
+        what = (f'scenario {t["scenario"]}' if t['from'] == 'scenario' else
+                f'pytest {" ".join(t["args"])} (from its '
+                f'{"sdist" if t["from"] == "sdist" else "installed package"})')
+        print(f'client {name:<12} {e["project"]}=={e["version"]} imports {e["module"]} '
+              f'({e["peer"]}): {what}; real peer, then fuseshim in: {where}')
+
+
 def install_prereqs() -> int:
     cmds = [['apt-get', 'install', '-y', '--no-install-recommends', 'qemu-system-x86'],
             [sys.executable, '-m', 'pip', 'install', 'meson', 'ninja', 'build', 'twine',
-             'PyYAML', 'pytest', 'meson-python', 'Cython']]
+             'PyYAML', 'python-debian', 'pytest', 'meson-python', 'Cython']]
     for cmd in cmds:
         print('$', shlex.join(cmd), flush=True)
         env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
@@ -106,6 +149,10 @@ def install_prereqs() -> int:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ['merge']:
+        from . import merge
+        return merge.main(argv[1:])
     args = parser().parse_args(argv)
     if args.install_prereqs:
         return install_prereqs()
@@ -147,22 +194,30 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f'fuseshim-matrix: {e}', file=sys.stderr)
         return EXIT_USAGE
+    packaging = args.packaging
+    if packaging is None:
+        packaging = bool(preset and preset.get('packaging'))
+    all_packaging = sorted({c.libfuse['version'] for c in cells}, key=model.vtuple) \
+        if packaging else []
+    selection = [c.id for c in cells]
+    packaging_versions = None
+    try:
+        if args.shard:
+            k, n = shard.parse_spec(args.shard)
+            mine = shard.split(cells, all_packaging, n)[k - 1]
+            cells, packaging_versions = mine.cells, mine.packaging
+        shards = shard.split(cells, all_packaging if not args.shard else packaging_versions,
+                             args.shards)
+    except schema.MatrixError as e:
+        print(f'fuseshim-matrix: {e}', file=sys.stderr)
+        return EXIT_USAGE
     if args.list:
-        for c in cells:
-            e = c.expect
-            feats = ','.join(k for k, v in sorted(e.features.items()) if v) or '-'
-            print(f'{c.id:<26} {c.kernel["type"]:<4} expect path={e.startup_path:<8} '
-                  f'soname={e.soname} features={feats}'
-                  + (f' outcome={e.outcome} ({e.reason})' if e.outcome != 'pass' else ''))
-        from .runner import clients_cells
-        where = ', '.join(c.id for c in clients_cells(cells)) or 'no host/auto cell selected'
-        for name in client_names:
-            e = next(x for x in cfg['clients'] if x['name'] == name)
-            t = e['tests']
-            what = (f'scenario {t["scenario"]}' if t['from'] == 'scenario' else
-                    f'pytest {" ".join(t["args"])} (from its {"sdist" if t["from"] == "sdist" else "installed package"})')
-            print(f'client {name:<12} {e["project"]}=={e["version"]} imports {e["module"]} '
-                  f'({e["peer"]}): {what}; real peer, then fuseshim in: {where}')
+        rc = list_cells(cells, shards, args)
+        if args.format == 'text':
+            list_clients(cfg, cells, client_names)
+        return rc
+    if not cells and not packaging_versions:
+        print(f'fuseshim-matrix: shard {args.shard} is empty', file=sys.stderr)
         return EXIT_OK
 
     tests = dict((preset or {}).get('tests') or cfg['tests'])
@@ -175,9 +230,6 @@ def main(argv=None) -> int:
         tests['args'] = list(tests['args']) + extra
         if tests.get('vm_args') is not None:
             tests['vm_args'] = list(tests['vm_args']) + extra
-    packaging = args.packaging
-    if packaging is None:
-        packaging = bool(preset and preset.get('packaging'))
     jobs = args.jobs or (preset or {}).get('jobs') or 1
 
     from .runner import Options, Runner
@@ -186,7 +238,7 @@ def main(argv=None) -> int:
                    jobs=jobs, tests=tests, tests_base=base, packaging=packaging,
                    rebuild=args.rebuild, refresh=args.refresh, no_tests=args.no_tests,
                    quiet=args.quiet, preset=args.preset, parallel_tests=args.parallel_tests,
-                   clients=client_names)
+                   packaging_versions=packaging_versions, clients=client_names)
     print(f'fuseshim-matrix: {len(cells)} cells ({sum(c.is_vm for c in cells)} in VMs)'
           f'{", packaging" if packaging else ""}'
           f'{", clients " + ",".join(client_names) if client_names else ""}; jobs {jobs}; '
@@ -194,15 +246,20 @@ def main(argv=None) -> int:
           f'report {opts.report_dir}', file=sys.stderr, flush=True)
     runner = Runner(cfg, opts)
     summary = runner.run(cells)
-    meta = {'preset': args.preset, 'matrix': os.path.abspath(path),
-            'argv': sys.argv[1:] if argv is None else list(argv), 'jobs': jobs}
+    meta = {'preset': args.preset, 'matrix': os.path.abspath(path), 'argv': argv, 'jobs': jobs,
+            # what `fuseshim-matrix merge` checks shard reports against
+            'matrix_sha256': util.file_sha256(path),
+            'fuseshim_revision': build.source_revision(runner.src),
+            'selection': selection, 'packaging_selection': all_packaging,
+            'shard': args.shard}
     paths = report.write_all(opts.report_dir, cfg, cells, runner, summary, meta)
     print()
     print(report.terminal_table(cells, runner.packaging))
     if runner.clients:
         print()
         print(report.clients_terminal_table(runner.clients))
-    probs = report.problems_list(cells, runner.packaging)
+    probs = (report.problems_list(cells, runner.packaging)
+             + report.client_problems(runner.clients))
     if probs:
         print('\nnot as expected / known failures:')
         for p in probs:

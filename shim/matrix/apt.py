@@ -13,9 +13,12 @@ import subprocess
 import threading
 import time
 
+from debian import deb822
+
 from .util import StageError, run
 
 KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg'
+APT_HELPER = '/usr/lib/apt/apt-helper'
 LISTS_MAX_AGE = 24 * 3600
 
 
@@ -29,18 +32,12 @@ def system_mirror(etc='/etc/apt') -> str:
                 text = f.read()
         except OSError:
             continue
-        if path.endswith('.sources'):
-            for stanza in re.split(r'\n\s*\n', text):
-                fields = {}
-                for line in stanza.splitlines():
-                    if line.startswith('#') or ':' not in line:
-                        continue
-                    k, _, v = line.partition(':')
-                    fields[k.strip().lower()] = v.strip()
-                if fields.get('enabled', 'yes').lower() == 'no':
+        if path.endswith('.sources'):      # deb822 format (sources.list(5))
+            for stanza in deb822.Deb822.iter_paragraphs(text.splitlines()):
+                if stanza.get('Enabled', 'yes').lower() == 'no':
                     continue
-                for uri in fields.get('uris', '').split():
-                    candidates.append((uri, fields.get('suites', '').split()))
+                for uri in stanza.get('URIs', '').split():
+                    candidates.append((uri, stanza.get('Suites', '').split()))
         elif path.endswith('.list'):
             for line in text.splitlines():
                 line = re.sub(r'\[[^]]*\]', '', line.split('#', 1)[0]).split()
@@ -83,11 +80,6 @@ class PrivateApt:
             return run(['apt-get', '-q', *self.options(), *args], cwd=cwd, log=log or self.log,
                        timeout=timeout)
 
-    def apt_cache(self, *args) -> str:
-        with self._lock:
-            return subprocess.run(['apt-cache', *self.options(), *args], check=True,
-                                  capture_output=True, text=True).stdout
-
     def sources_text(self) -> str:
         signed = f' [signed-by={KEYRING}]' if os.path.exists(KEYRING) else ''
         lines = ['# written by fuseshim.matrix; private to its cache']
@@ -127,7 +119,10 @@ class PrivateApt:
         self._updated = True
 
     def resolve(self, pattern: str, suite: str | None = None) -> tuple[str, str]:
-        """Cached per apt-get update (apt-cache can take seconds per call)."""
+        """Highest package matching ``pattern`` (optionally only in ``suite``)
+        -> (name, version), cached per apt-get update.  A pattern starting
+        with ^ is a regular expression (use it to exclude flavours:
+        ^linux-image-6\\.1\\.0-\\d+-amd64$), anything else a shell glob."""
         import json
         memo_path = os.path.join(self.root, 'resolved.json')
         stamp = os.path.join(self.root, 'updated')
@@ -143,55 +138,52 @@ class PrivateApt:
                 memo = {'_tag': tag}
             if key in memo:
                 return tuple(memo[key])
-            got = self._resolve(pattern, suite)
+            got = highest(self.packages(package_matcher(pattern), suite), pattern, suite)
+            if got is None:
+                raise StageError(f'no package matches {pattern!r}'
+                                 + (f' in {suite}' if suite else '') + ' (private apt lists in '
+                                 f'{self.lists}; run with --refresh to update them)')
             memo[key] = list(got)
+            os.makedirs(self.root, exist_ok=True)
             with open(memo_path + '.tmp', 'w') as f:
                 json.dump(memo, f, indent=1)
             os.replace(memo_path + '.tmp', memo_path)
             return got
 
-    def _resolve(self, pattern: str, suite: str | None = None) -> tuple[str, str]:
-        """Highest package matching ``pattern`` (optionally only in ``suite``)
-        -> (name, version).  A pattern starting with ^ is a regular
-        expression (use it to exclude flavours: ^linux-image-6\\.1\\.0-\\d+-amd64$),
-        anything else a shell glob."""
-        import fnmatch
-        if pattern.startswith('^'):
-            rx = re.compile(pattern)
-            prefix = re.match(r'[A-Za-z0-9_-]*', pattern[1:]).group(0)
-            ok = rx.search
-        else:
-            prefix = re.split(r'[*?\[]', pattern, 1)[0]
-            ok = lambda n: fnmatch.fnmatchcase(n, pattern)  # noqa: E731
-        names = [n for n in self.apt_cache('pkgnames', prefix).split() if ok(n)]
-        best = None
-        for name in names:
-            for version, suites in self.versions(name):
-                if suite and suite not in suites:
-                    continue
-                key = (_natural(version), _natural(name))
-                if best is None or key > best[0]:
-                    best = (key, name, version)
-        if best is None:
-            raise StageError(f'no package matches {pattern!r}'
-                             + (f' in {suite}' if suite else '') + ' (private apt lists in '
-                             f'{self.lists}; run with --refresh to update them)')
-        return best[1], best[2]
+    def packages(self, wanted, suite: str | None = None):
+        """Yield (name, version, suite) for every binary package in the
+        private lists whose name ``wanted(name)`` accepts.
 
-    def versions(self, name: str) -> list[tuple[str, set]]:
-        """[(version, {suites})] from apt-cache policy."""
-        out = []
-        cur = None
-        for line in self.apt_cache('policy', name).splitlines():
-            m = re.match(r'^\s+(?:\*\*\* )?(\S+) (-?\d+)$', line)
-            if m:
-                cur = (m.group(1), set())
-                out.append(cur)
+        The lists are read as apt keeps them: ``apt-get indextargets`` names
+        each Packages file and its codename, ``apt-helper cat-file``
+        decompresses it, and python-debian's deb822 parses the stanzas (only
+        those whose Package line is wanted: sid alone has ~70,000)."""
+        for target in deb822.Deb822.iter_paragraphs(
+                self.apt_get_output('indextargets', 'Identifier: Packages')):
+            codename = target.get('Codename') or target.get('Release', '')
+            if suite and suite not in (codename, target.get('Suite')):
                 continue
-            m = re.match(r'^\s+-?\d+ \S+ (\S+?)/\S+ ', line)
-            if m and cur is not None:
-                cur[1].add(m.group(1))
-        return out
+            text = self.cat_file(target['Filename'])
+            for stanza in text.split('\n\n'):
+                name = stanza[len('Package: '):stanza.find('\n')] \
+                    if stanza.startswith('Package: ') else None
+                if name and wanted(name):
+                    fields = deb822.Packages(stanza)
+                    yield fields['Package'], fields['Version'], codename
+
+    def apt_get_output(self, *args) -> str:
+        with self._lock:
+            return subprocess.run(['apt-get', *self.options(), *args], check=True,
+                                  capture_output=True, text=True).stdout
+
+    @staticmethod
+    def cat_file(path: str) -> str:
+        """An apt list file's text, whatever compression apt kept it in."""
+        try:
+            return subprocess.run([APT_HELPER, 'cat-file', path], check=True,
+                                  capture_output=True, text=True).stdout
+        except (OSError, subprocess.CalledProcessError) as e:
+            raise StageError(f'cannot read apt list {path}: {e}') from e
 
     def download(self, specs: list[str], dest: str, log=None) -> list[str]:
         """apt-get download into ``dest``; returns the .deb paths."""
@@ -207,5 +199,24 @@ class PrivateApt:
         self.apt_get('source', spec, cwd=dest, log=log)
 
 
-def _natural(s: str):
-    return [(0, int(t), '') if t.isdigit() else (1, 0, t) for t in re.findall(r'\d+|\D+', s)]
+
+def package_matcher(pattern: str):
+    """A predicate on package names: ^regex, else a shell glob."""
+    import fnmatch
+    if pattern.startswith('^'):
+        return re.compile(pattern).search
+    return lambda name: fnmatch.fnmatchcase(name, pattern)
+
+
+def highest(candidates, pattern='', suite=None) -> tuple[str, str] | None:
+    """(name, version) of the candidate with the highest Debian version
+    (python-debian's comparison: ``7.3~rc7-1~exp1`` sorts before ``7.3-1``,
+    epochs first); equal versions go to the larger name, so the choice does
+    not depend on the order of the lists."""
+    from debian.debian_support import Version
+    best = None
+    for name, version, _suite in candidates:
+        key = (Version(version), name)
+        if best is None or key > best:
+            best = key
+    return None if best is None else (best[1], str(best[0]))

@@ -4,6 +4,7 @@ packaging stage (sdist -> wheel in a clean venv -> twine check -> file list
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import re
 import shutil
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import zipfile
 
+from .. import elf
 from .libfuse import LibfusePrefix, build_tools_env, meson_cmd
 from .util import Log, StageError, run
 
@@ -64,16 +66,47 @@ def find_source(start: str | None = None) -> str:
                      '--source DIR): the matrix builds fuseshim against every libfuse')
 
 
+TESTED_PATHS = ('shim', 'compat_tests', 'meson.build', 'meson.options', 'pyproject.toml',
+                'matrix.yaml')
+
+
+def source_revision(src: str | None) -> str | None:
+    """Which fuseshim a run tested: the git commit of the source tree, with
+    a digest of uncommitted changes (``<sha>+dirty.<digest>``) so that shard
+    reports of different edits are never merged; None outside git."""
+    if not src:
+        return None
+    git = ['git', '-C', src]
+    try:
+        head = subprocess.run(git + ['rev-parse', 'HEAD'], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        diff = subprocess.run(git + ['diff', 'HEAD', '--binary'], capture_output=True,
+                              check=True).stdout
+        # new files count only where they are built or tested: report
+        # directories and other leftovers in the checkout are not fuseshim
+        untracked = subprocess.run(git + ['ls-files', '--others', '--exclude-standard', '-z',
+                                          '--', *TESTED_PATHS],
+                                   capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    if not diff and not untracked:
+        return head
+    h = hashlib.sha256(diff)
+    for name in sorted(n for n in untracked.split(b'\0') if n):
+        h.update(name)
+        try:
+            with open(os.path.join(src, os.fsdecode(name)), 'rb') as f:
+                h.update(f.read())
+        except OSError:
+            pass
+    return f'{head}+dirty.{h.hexdigest()[:12]}'
+
+
 def write_shims(directory: str) -> str:
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, 'sitecustomize.py'), 'w') as f:
         f.write(SITECUSTOMIZE)
     return directory
-
-
-def needed(so: str) -> list[str]:
-    out = subprocess.run(['readelf', '-d', so], capture_output=True, text=True, check=True).stdout
-    return re.findall(r'\(NEEDED\)\s+Shared library: \[([^\]]+)\]', out)
 
 
 def ldd_libfuse(so: str, env: dict) -> str | None:
@@ -87,7 +120,7 @@ def ldd_libfuse(so: str, env: dict) -> str | None:
 
 def verify_so(so: str, lf: LibfusePrefix, log: Log) -> dict:
     """NEEDED soname and where the dynamic linker finds it."""
-    libs = needed(so)
+    libs = elf.needed(so)
     fuse = [n for n in libs if n.startswith('libfuse3.so')]
     resolved = ldd_libfuse(so, lf.env())
     log.write(f'{so}: NEEDED {libs}; libfuse3 resolves to {resolved}')

@@ -67,6 +67,10 @@ def _probe(args, res):
     res['sync_init_probe'] = {'supported': probe.supported, 'reason': probe.reason,
                               'errno': getattr(probe, 'errno', 0)}
     res['loaded_libfuse'] = _loaded_libfuse()
+    if hasattr(fuseshim, 'libfuse_io_uring'):
+        # FUSE over io_uring: compiled into this libfuse? offered by the kernel?
+        res['io_uring'] = {'libfuse': fuseshim.libfuse_io_uring(),
+                           'kernel': fuseshim.kernel.fuse_io_uring_enabled()}
     _mount_once(fuseshim, args, res)
 
 

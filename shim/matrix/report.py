@@ -78,6 +78,18 @@ def problems_list(cells, packaging) -> list[str]:
     return out
 
 
+def io_uring_text(probe: dict) -> str:
+    """FUSE over io_uring as the probe saw it: compiled into the cell's
+    libfuse, and what the kernel's enable_uring parameter offers."""
+    u = probe.get('io_uring')
+    if not u:
+        return '-'
+    lib = {True: 'compiled in', False: 'not compiled in'}.get(u.get('libfuse'), 'unknown')
+    kern = {True: 'enabled', False: 'disabled (enable_uring=N)'}.get(
+        u.get('kernel'), 'absent (no enable_uring parameter)')
+    return f'{lib} / {kern}'
+
+
 # ---------------------------------------------------------------- clients
 
 def client_grid(clients: dict):
@@ -220,7 +232,8 @@ def markdown(cells, packaging, summary, meta, clients=None) -> str:
     if probs:
         lines += ['## Problems', ''] + [f'- {p}' for p in probs] + ['']
     lines += ['## Cells', '', '| cell | status | expected path | seen | kernel | libfuse '
-              '(runtime) | soname | tests | time | log |', '|---|---|---|---|---|---|---|---|---|---|']
+              '(runtime) | soname | io_uring (libfuse / kernel) | tests | time | log |',
+              '|---|---|---|---|---|---|---|---|---|---|---|']
     for c in cells:
         r = c.result
         p = r.get('probe') or {}
@@ -230,7 +243,7 @@ def markdown(cells, packaging, summary, meta, clients=None) -> str:
         lines.append(f'| {c.id} | {SYMBOL.get(r.get("status"))} | {c.expect.startup_path} | '
                      f'{p.get("startup_path", "-")} | {r.get("kernel_release") or "-"} | '
                      f'{p.get("libfuse_runtime_version", "-")} | {r.get("soname") or "-"} | '
-                     f'{tests} | {r.get("elapsed", "-")} s | '
+                     f'{io_uring_text(p)} | {tests} | {r.get("elapsed", "-")} s | '
                      f'{"[log](" + r["log"] + ")" if r.get("log") else "-"} |')
     if packaging:
         lines += ['', '## Packaging', '', '| libfuse | status | wheel | soname | twine | '
@@ -393,6 +406,7 @@ def html_report(cells, packaging, summary, meta, clients=None) -> str:
                  ('loaded', ', '.join(p.get('loaded_libfuse') or [])),
                  ('NEEDED', r.get('soname')),
                  ('build features', json.dumps(p.get('build_features'), sort_keys=True)),
+                 ('io_uring (libfuse / kernel)', io_uring_text(p)),
                  ('problems', '; '.join(r.get('judgement') or []) or '-'),
                  ('tests', (r.get('tests') or {}).get('summary')),
                  ('failed tests', ', '.join((r.get('tests') or {}).get('failed_tests') or [])

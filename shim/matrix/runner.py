@@ -40,6 +40,8 @@ class Options:
         self.preset = kw.get('preset')
         self.parallel_tests = kw.get('parallel_tests', False)
         self.clients = kw.get('clients') or []    # names of matrix.yaml clients to run
+        # with --shard: the packaging stages this shard owns (None: all)
+        self.packaging_versions = kw.get('packaging_versions')
 
 
 class Runner:
@@ -108,17 +110,15 @@ class Runner:
                               f'(e.g. /var/cache/fuseshim) for them\n')
         self.shims = build.write_shims(os.path.join(self.rd, 'shims'))
         fuse_before = _fuse_mounts()
-        versions = sorted({c.libfuse['version'] for c in cells} |
-                          ({e['version'] for e in self.cfg['libfuse']
-                            if any(c.libfuse['version'] == e['version'] for c in cells)}
-                           if self.o.packaging else set()), key=model.vtuple)
+        packaging = self.packaging_versions(cells)
+        versions = sorted({c.libfuse['version'] for c in cells} | set(packaging),
+                          key=model.vtuple)
         vm_kernels = sorted({c.kernel['name'] for c in cells if c.is_vm})
         native = [c for c in cells if not c.is_vm]
         groups = {k: [c for c in cells if c.is_vm and c.kernel['name'] == k] for k in vm_kernels}
-        prep_units = len(versions) + len(vm_kernels) + (1 if self.o.packaging else 0)
+        prep_units = len(versions) + len(vm_kernels) + (1 if packaging else 0)
         client_cells = clients_cells(cells) if self.o.clients else []
-        total = prep_units + len(cells) + len(vm_kernels) + \
-            (len(versions) if self.o.packaging else 0) + \
+        total = prep_units + len(cells) + len(vm_kernels) + len(packaging) + \
             len(self.o.clients) * (2 + len(client_cells))
         progress = Progress(total, self.stream, quiet=self.o.quiet).start()
         self.progress = progress
@@ -138,7 +138,7 @@ class Runner:
             t = time.monotonic()
             with cf.ThreadPoolExecutor(max(1, self.o.jobs)) as pool:
                 futs = []
-                if self.o.packaging:
+                if packaging:
                     futs.append(pool.submit(self._prep_sdist))
                 for k in vm_kernels:
                     futs.append(pool.submit(self._prep_kernel, k))
@@ -151,8 +151,7 @@ class Runner:
             t = time.monotonic()
             with cf.ThreadPoolExecutor(max(1, self.o.jobs)) as pool:
                 futs = [pool.submit(self._run_vm_group, k, groups[k]) for k in vm_kernels]
-                if self.o.packaging:
-                    futs += [pool.submit(self._run_packaging, v) for v in versions]
+                futs += [pool.submit(self._run_packaging, v) for v in packaging]
                 futs += [pool.submit(self._run_native, c) for c in native]
                 for f in futs:
                     f.result()
@@ -241,19 +240,22 @@ class Runner:
             self.progress.finish(task, 'error', _first_line(e))
 
     # ---------------------------------------------------------------- tests
-    def tests_for(self, cell_is_vm: bool):
-        """(test path or None, args) for a cell kind."""
+    def tests_for(self, cell):
+        """(test path or None, args) for a cell."""
         if self.o.no_tests:
             return None, []
         t = self.o.tests
         path, args = t['path'], list(t['args'])
-        if cell_is_vm:
+        if cell.is_vm:
             if t.get('vm_path') is None:
                 return None, []
             if t['vm_path'] != '@path':
                 path = t['vm_path']
             if t.get('vm_args') is not None:
                 args = list(t['vm_args'])
+            for extra in t.get('vm_extra') or []:
+                if any(model.matches(rule, cell.axes()) for rule in extra['cells']):
+                    args += extra['args']
         if not path:
             return None, []
         base = self.o.tests_base
@@ -279,7 +281,7 @@ class Runner:
     def commands(self, cell, python: str, site: str | None, celldir: str) -> dict:
         probe = [python, PROBE, '--startup', cell.startup, '--out',
                  os.path.join(celldir, 'probe.json')] + (['--expect-dir', site] if site else [])
-        tpath, targs = self.tests_for(cell.is_vm)
+        tpath, targs = self.tests_for(cell)
         tests = None
         if tpath:
             tests = [python, '-m', 'pytest', tpath, *targs, '-q', '-rfEs',
@@ -607,6 +609,15 @@ class Runner:
         return self._host_tests if self._host_tests is not None else contextlib.nullcontext()
 
     # ---------------------------------------------------------------- summary
+    def packaging_versions(self, cells) -> list[str]:
+        """The libfuse versions whose packaging stage this run owns: every
+        version of the selection, or those a shard was dealt."""
+        if not self.o.packaging:
+            return []
+        if self.o.packaging_versions is not None:
+            return list(self.o.packaging_versions)
+        return sorted({c.libfuse['version'] for c in cells}, key=model.vtuple)
+
     def summary(self, cells) -> dict:
         unexpected = [c.id for c in cells if c.result.get('status') in model.UNEXPECTED]
         unexpected += [f'packaging {v}' for v, p in self.packaging.items()
@@ -632,7 +643,7 @@ def clients_cells(cells) -> list:
 
 
 def cmds_has_tests(runner: Runner, cell) -> bool:
-    tpath, _ = runner.tests_for(cell.is_vm)
+    tpath, _ = runner.tests_for(cell)
     return bool(tpath) and runner._tests_wanted(cell)
 
 

@@ -25,8 +25,10 @@ NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._+-]*$')
 
 # vm_path '@path': the same suite as on the host; None (null): the probe only
 # startup: run the suite only in cells of these startup modes (None: all)
+# vm_extra: [{cells: [match...], args: [...]}]: more test files for the VM
+#   cells that match (suites too slow under emulation for every VM cell)
 DEFAULT_TESTS = {'path': 'compat_tests', 'args': [], 'vm_path': '@path', 'vm_args': None,
-                 'startup': None}
+                 'startup': None, 'vm_extra': []}
 
 TOP_KEYS = {'version', 'mirror', 'suites', 'busybox', 'libfuse', 'kernels', 'startup',
             'features', 'sync_init_since', 'rules', 'tests', 'timeouts', 'vm', 'presets',
@@ -334,7 +336,7 @@ def check(doc, source: str = 'matrix.yaml') -> dict:
                    'kernel': [k['name'] for k in out['kernels'] if k],
                    'startup': list(out['startup'])}
     out['rules'] = _check_rules(c, doc, axis_values)
-    out['tests'] = _check_tests(c, doc.get('tests'), 'tests', doc, 'tests') \
+    out['tests'] = _check_tests(c, doc.get('tests'), 'tests', doc, 'tests', axis_values) \
         if 'tests' in doc else dict(DEFAULT_TESTS)
 
     out['timeouts'] = {'cell': 900, 'vm_boot': 240, 'build': 1200, 'vm_cell': 900}
@@ -390,7 +392,8 @@ def check(doc, source: str = 'matrix.yaml') -> dict:
             if p.get('tests') is False:      # the probe only (e.g. a clients-only preset)
                 preset['tests'] = dict(DEFAULT_TESTS, path=None)
             elif 'tests' in p:
-                preset['tests'] = _check_tests(c, p['tests'], f'{path}.tests', p, 'tests')
+                preset['tests'] = _check_tests(c, p['tests'], f'{path}.tests', p, 'tests',
+                                               axis_values)
             out['presets'][str(name)] = preset
     if c.errors:
         raise MatrixError(c.errors, source)
@@ -545,14 +548,14 @@ def _check_rules(c: Checker, doc, axis_values) -> dict:
     return out
 
 
-def _check_tests(c: Checker, t, path, parent, key) -> dict:
+def _check_tests(c: Checker, t, path, parent, key, axis_values) -> dict:
     out = dict(DEFAULT_TESTS)
     if isinstance(t, str):
         out['path'] = t
         return out
     if not c.mapping(t, path, parent, key):
         return out
-    c.keys(t, path, {'path', 'args', 'vm_path', 'vm_args', 'startup'})
+    c.keys(t, path, {'path', 'args', 'vm_path', 'vm_args', 'startup', 'vm_extra'})
     if 'startup' in t:
         out['startup'] = c.str_list(t, 'startup', path, choices=STARTUP_MODES)
     for k in ('path', 'vm_path'):
@@ -568,6 +571,26 @@ def _check_tests(c: Checker, t, path, parent, key) -> dict:
         v = c.str_list(t, k, path)
         if v is not None:
             out[k] = v
+    extra = t.get('vm_extra')
+    if extra is not None:
+        if not isinstance(extra, list):
+            c.err(f'{path}.vm_extra', f'expected a list of {{cells, args}}, got {_kind(extra)}',
+                  t, 'vm_extra')
+        else:
+            out['vm_extra'] = []
+            for i, x in enumerate(extra):
+                xp = f'{path}.vm_extra[{i}]'
+                if not c.mapping(x, xp, extra):
+                    continue
+                c.keys(x, xp, {'cells', 'args'}, {'cells', 'args'})
+                cells = x.get('cells')
+                if not isinstance(cells, list) or not cells:
+                    c.err(f'{xp}.cells', 'expected a non-empty list of cell patterns', x, 'cells')
+                    continue
+                out['vm_extra'].append({
+                    'cells': [_check_match(c, m, f'{xp}.cells[{j}]', cells, axis_values, set())
+                              for j, m in enumerate(cells)],
+                    'args': c.str_list(x, 'args', xp, required=True) or []})
     return out
 
 

@@ -1,6 +1,7 @@
 """Small helpers shared by the runner's stages."""
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import signal
@@ -10,6 +11,14 @@ import time
 
 class StageError(RuntimeError):
     """A stage failed; the message says what and where its log is."""
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 16), b''):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def cache_dir() -> str:

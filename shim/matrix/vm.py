@@ -11,6 +11,8 @@ Guest layout::
                  Python and the built fuseshim run unchanged, at the same paths
     <job dir>    the host's job directory, 9p read-write, mounted at the same
                  absolute path inside /newroot: job.sh, results, logs
+    /tmp         ext4 on a scratch disk (a sparse image in the job directory,
+                 made with the host's mkfs.ext4; tmpfs if there is none)
 
 The console (serial, -nographic) is kept as console.log; the init script
 prints ``FUSESHIM-VM: ...`` markers there.
@@ -31,8 +33,14 @@ import time
 
 from .util import Log, StageError, read_json, run, write_json
 
-# what the guest needs, by module name (built-in ones are simply not found)
-NEEDED_MODULES = ['virtio_pci', '9pnet_virtio', '9p', 'overlay', 'fuse']
+# what the guest needs, by module name (built-in ones are simply not found):
+# the 9p host root, the overlay, fuse, and the ext4 scratch disk on /tmp
+NEEDED_MODULES = ['virtio_pci', '9pnet_virtio', '9p', 'overlay', 'fuse', 'virtio_blk', 'ext4',
+                  'crc32c_generic']
+# The guest's /tmp is an ext4 filesystem on a scratch disk: the suites compare
+# FUSE with a reference directory there, and the overlay's tmpfs lacks what
+# they compare (user xattrs and O_DIRECT came to tmpfs only in Linux 6.6).
+SCRATCH_SIZE = 4 << 30        # sparse; what the suites write stays far below
 MARK = 'FUSESHIM-VM:'
 
 
@@ -47,7 +55,7 @@ def ensure_kernel(kernel: dict, cache: str, apt, log: Log, rebuild=False,
     pkgs = [(image, image_ver)]
     if kernel.get('modules'):
         pkgs.append(apt.resolve(kernel['modules'], kernel['suite']))
-    key = {'packages': pkgs, 'needed': NEEDED_MODULES, 'layout': 3}
+    key = {'packages': pkgs, 'needed': NEEDED_MODULES, 'layout': 4}   # layout: INIT's version
     root = os.path.join(cache, 'kernels', kernel['name'])
     meta_path = os.path.join(root, 'meta.json')
     meta = read_json(meta_path)
@@ -227,6 +235,12 @@ mkdir -p /newroot/dev/pts /newroot/dev/shm
 mount -t devpts devpts /newroot/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /newroot/dev/shm
 mount -t fusectl fusectl /newroot/sys/fs/fuse/connections 2>/dev/null
+if [ -b /dev/vda ] && mount -t ext4 /dev/vda /newroot/tmp; then
+  chmod 1777 /newroot/tmp
+  echo "FUSESHIM-VM: /tmp = ext4 scratch disk"
+else
+  echo "FUSESHIM-VM: no scratch disk; /tmp stays on the root's tmpfs"
+fi
 mkdir -p /newroot$JOBDIR
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 jobdir /newroot$JOBDIR \
   || { echo "FUSESHIM-VM: ERROR cannot mount the job dir"; poweroff -f; }
@@ -279,6 +293,22 @@ def qemu_available(qemu='qemu-system-x86_64') -> str | None:
     return shutil.which(qemu)
 
 
+def make_scratch_disk(jobdir: str, log: Log) -> str | None:
+    """A sparse ext4 image for the guest's /tmp, or None (said in the log)
+    when this host cannot make one."""
+    mkfs = shutil.which('mkfs.ext4') or shutil.which('mkfs.ext4', path='/usr/sbin:/sbin')
+    if not mkfs:
+        log.write('no mkfs.ext4 (e2fsprogs): the guest keeps /tmp on tmpfs')
+        return None
+    path = os.path.join(jobdir, 'scratch.img')
+    with open(path, 'wb') as f:
+        f.truncate(SCRATCH_SIZE)
+    # no metadata checksums: the guest then needs no crc32c driver to mount it
+    run([mkfs, '-q', '-F', '-O', '^metadata_csum,^metadata_csum_seed', '-E',
+         'lazy_itable_init=1,lazy_journal_init=1', path], log=log)
+    return path
+
+
 def boot(meta: dict, jobdir: str, vmcfg: dict, timeout: float, log: Log) -> dict:
     """Boot the kernel with ``jobdir/job.sh`` as the job; returns
     {'exit': qemu exit code, 'console': path, 'elapsed': s, 'done': bool,
@@ -300,6 +330,9 @@ def boot(meta: dict, jobdir: str, vmcfg: dict, timeout: float, log: Log) -> dict
            '-device', 'virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot',
            '-fsdev', f'local,id=jobdir,path={jobdir},security_model=none',
            '-device', 'virtio-9p-pci,fsdev=jobdir,mount_tag=jobdir']
+    scratch = make_scratch_disk(jobdir, log)
+    if scratch:
+        cmd += ['-drive', f'file={scratch},if=virtio,format=raw,cache=unsafe']
     t0 = time.monotonic()
     timed_out = False
     try:
@@ -307,6 +340,9 @@ def boot(meta: dict, jobdir: str, vmcfg: dict, timeout: float, log: Log) -> dict
         code = cp.returncode
     except StageError:
         timed_out, code = True, None
+    finally:
+        if scratch:
+            os.unlink(scratch)
     elapsed = time.monotonic() - t0
     text = ''
     try:

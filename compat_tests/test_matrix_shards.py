@@ -1,0 +1,211 @@
+"""Fan-out to a CI system's job matrix: shards, --list --format, and merge.
+
+The unit tests check the split on the repository's own matrix file; the
+end-to-end test runs a small real matrix (the system libfuse on this kernel,
+three startup modes, probe only: real builds and real mounts) once whole and
+once as three shards, merges the shards and compares the two reports cell by
+cell."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+
+import pytest
+
+pytest.importorskip('yaml')
+
+import fuseshim  # noqa: E402
+from fuseshim.matrix import model, schema, shard  # noqa: E402
+from fuseshim.matrix.__main__ import main as matrix_main  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MATRIX = os.path.join(REPO, 'matrix.yaml')
+
+
+def selection(preset):
+    cfg = schema.load(MATRIX)
+    cells = model.all_cells(cfg)
+    if cfg['presets'][preset]['cells']:
+        cells = model.select(cells, cfg['presets'][preset]['cells'])
+    return cells
+
+
+@pytest.mark.parametrize('preset', ['ci', 'full'])
+@pytest.mark.parametrize('n', [1, 2, 3, 5, 7])
+def test_shards_partition_cells_and_packaging(preset, n):
+    cells = selection(preset)
+    versions = sorted({c.libfuse['version'] for c in cells}, key=model.vtuple)
+    shards = shard.split(cells, versions, n)
+    assert len(shards) == n
+    dealt = [c.id for s in shards for c in s.cells]
+    assert sorted(dealt) == sorted(c.id for c in cells)          # each cell exactly once
+    assert sorted(v for s in shards for v in s.packaging) == versions
+    for s in shards:
+        for v in s.packaging:          # packaging runs where that libfuse is built anyway
+            assert any(c.libfuse['version'] == v for c in s.cells)
+    sizes = [len(s.cells) for s in shards]
+    assert max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.parametrize('bad', ['0/3', '4/3', '3', 'a/b', ''])
+def test_shard_spec_errors(bad):
+    with pytest.raises(schema.MatrixError, match='--shard'):
+        shard.parse_spec(bad)
+
+
+def run_main(capsys, *argv):
+    rc = matrix_main(['--matrix', MATRIX, *argv])
+    return rc, capsys.readouterr().out
+
+
+def test_list_json_entries_match_shard_runs(capsys):
+    rc, out = run_main(capsys, '--preset', 'ci', '--list', '--shards', '3', '--format', 'json')
+    assert rc == 0
+    entries = json.loads(out)
+    assert [e['shard'] for e in entries] == ['1/3', '2/3', '3/3']
+    all_ids = [c.id for c in selection('ci')]
+    listed = [i for e in entries for i in e['cells'].split(',')]
+    assert sorted(listed) == sorted(all_ids)
+    for e in entries:
+        assert e['args'] == f'--matrix={MATRIX} --preset=ci --shard={e["shard"]}'
+        # --shard K/N locally gives the same split as the entry
+        rc, text = run_main(capsys, '--preset', 'ci', '--shard', e['shard'], '--list')
+        assert rc == 0
+        assert [line.split()[0] for line in text.splitlines()] == e['cells'].split(',')
+        # and the entry's --cells selection selects exactly those cells
+        rc, text = run_main(capsys, '--preset', 'ci', '--cells', e['cells'], '--list')
+        assert [line.split()[0] for line in text.splitlines()] == e['cells'].split(',')
+
+
+def test_list_github_output_line(capsys):
+    rc, out = run_main(capsys, '--preset', 'ci', '--list', '--shards', '2', '--format', 'github')
+    assert rc == 0
+    key, _, value = out.strip().partition('=')
+    assert key == 'matrix'
+    include = json.loads(value)['include']
+    assert [e['name'] for e in include] == ['shard-1-of-2', 'shard-2-of-2']
+
+
+# ---------------------------------------------------------------- end to end
+
+SMALL = '''
+version: 1
+libfuse:
+  - {{version: "{version}", source: system}}
+kernels:
+  - {{name: host}}
+startup: [auto, sync, classic]
+features: {{passthrough: "3.17", want_ext_64bit: "3.17", feature_flags: "3.17.3",
+            reply_statx: "3.18"}}
+presets:
+  small: {{description: "one libfuse on this kernel, three startup modes"}}
+'''
+
+
+def matrix_cli(*args, cwd):
+    """fuseshim-matrix in a child (its own signal handling and stdout)."""
+    return subprocess.run([sys.executable, '-m', 'fuseshim.matrix', *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=900)
+
+
+def comparable(report_dir):
+    with open(os.path.join(report_dir, 'report.json')) as f:
+        data = json.load(f)
+    cells = {c['id']: (c['expect'], c['result']['status'], c['result']['judgement'],
+                       (c['result'].get('probe') or {}).get('startup_path'))
+             for c in data['cells']}
+    junit = ET.parse(os.path.join(report_dir, 'junit.xml')).getroot()
+    cases = sorted((tc.get('classname'), tc.get('name'),
+                    tuple(sorted(ch.tag for ch in tc if ch.tag != 'system-out')))
+                   for tc in junit.iter('testcase'))
+    return cells, cases, data['meta']
+
+
+@pytest.fixture(scope='module')
+def small_matrix(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip('the matrix cells mount with mount(2): run as root')
+    if shutil.which('pkg-config') is None:
+        pytest.skip('pkg-config finds the system libfuse for the "system" source')
+    root = tmp_path_factory.mktemp('shards')
+    os.chmod(root, 0o755)
+    path = root / 'matrix.yaml'
+    path.write_text(textwrap.dedent(SMALL.format(version=fuseshim.libfuse_version())))
+    common = ['--matrix', str(path), '--preset', 'small', '--no-tests', '--quiet',
+              '--source', REPO, '--cache', str(root / 'cache')]
+    single = matrix_cli(*common, '--report-dir', str(root / 'single'), cwd=root)
+    assert single.returncode == 0, single.stdout + single.stderr
+    for k in (1, 2, 3):
+        r = matrix_cli(*common, '--shard', f'{k}/3', '--report-dir', str(root / f's{k}'),
+                       cwd=root)
+        assert r.returncode == 0, r.stdout + r.stderr
+    return root, common
+
+
+def test_three_shards_merged_equal_the_single_run(small_matrix):
+    root, _ = small_matrix
+    merged = matrix_cli('merge', str(root / 's1'), str(root / 's2'), str(root / 's3'),
+                        '--matrix', str(root / 'matrix.yaml'),
+                        '--report-dir', str(root / 'merged'), cwd=root)
+    assert merged.returncode == 0, merged.stdout + merged.stderr
+    single_cells, single_junit, single_meta = comparable(root / 'single')
+    merged_cells, merged_junit, merged_meta = comparable(root / 'merged')
+    assert len(single_cells) == 3
+    assert merged_cells == single_cells
+    assert merged_junit == single_junit
+    assert merged_meta['fuseshim_revision'] == single_meta['fuseshim_revision']
+    for name in ('report.md', 'index.html'):
+        assert (root / 'merged' / name).exists()
+    # every cell's log link points at a file inside the merged report
+    with open(root / 'merged' / 'report.json') as f:
+        for cell in json.load(f)['cells']:
+            assert (root / 'merged' / cell['result']['log']).exists(), cell['result']['log']
+
+
+def test_merge_says_which_cells_are_missing(small_matrix):
+    root, _ = small_matrix
+    r = matrix_cli('merge', str(root / 's1'), str(root / 's3'),
+                   '--matrix', str(root / 'matrix.yaml'),
+                   '--report-dir', str(root / 'partial'), cwd=root)
+    assert r.returncode == 1, r.stdout + r.stderr
+    missing = [c.id for c in shard.split(
+        model.all_cells(schema.load(str(root / 'matrix.yaml'))), [], 3)[1].cells]
+    assert f'missing (no shard reported them): {", ".join(missing)}' in r.stdout
+    with open(root / 'partial' / 'report.json') as f:
+        status = {c['id']: c['result']['status'] for c in json.load(f)['cells']}
+    assert all(status[i] == 'error' for i in missing)
+
+
+def test_merge_refuses_the_same_shard_twice(small_matrix):
+    root, _ = small_matrix
+    r = matrix_cli('merge', str(root / 's1'), str(root / 's1'),
+                   '--matrix', str(root / 'matrix.yaml'), '--report-dir', str(root / 'dup'),
+                   cwd=root)
+    assert r.returncode == 2 and 'is reported by both' in r.stderr
+
+
+def test_merge_refuses_another_matrix_file(small_matrix):
+    root, _ = small_matrix
+    other = root / 'other.yaml'
+    other.write_text((root / 'matrix.yaml').read_text() + '\n# edited\n')
+    r = matrix_cli('merge', str(root / 's1'), str(root / 's2'), str(root / 's3'),
+                   '--matrix', str(other), '--report-dir', str(root / 'other'), cwd=root)
+    assert r.returncode == 2 and 'was run with another matrix file' in r.stderr
+
+
+def test_merge_refuses_another_fuseshim_revision(small_matrix, tmp_path):
+    root, _ = small_matrix
+    forged = tmp_path / 's2'
+    shutil.copytree(root / 's2', forged)
+    data = json.loads((forged / 'report.json').read_text())
+    data['meta']['fuseshim_revision'] = '0' * 40
+    (forged / 'report.json').write_text(json.dumps(data))
+    r = matrix_cli('merge', str(root / 's1'), str(forged), str(root / 's3'),
+                   '--matrix', str(root / 'matrix.yaml'), '--report-dir', str(tmp_path / 'm'),
+                   cwd=root)
+    assert r.returncode == 2 and 'differ in their fuseshim revision' in r.stderr
