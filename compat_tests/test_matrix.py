@@ -723,3 +723,19 @@ def test_cli_selects_clients(capsys):
     assert matrix_main(['--matrix', MATRIX, '--list', '--preset', 'clients',
                         '--no-clients']) == 0
     assert 'client ' not in capsys.readouterr().out
+
+
+def test_client_results_of_shards_merge_per_cell():
+    from fuseshim.matrix import clients
+    a = {'entry': {'name': 'demo'}, 'real': _run({'t': 'passed'}),
+         'cells': {'3.14.0/host/auto': {'status': 'pass'}}}
+    b = {'entry': {'name': 'demo'}, 'real': _run({'t': 'passed'}),
+         'cells': {'3.18.3/host/auto': {'status': 'fail', 'problems': ['t: ...']}}}
+    merged = {}
+    clients.merge_shards(merged, 'demo', a, 'shard-1')
+    clients.merge_shards(merged, 'demo', b, 'shard-2')
+    assert sorted(merged['demo']['cells']) == ['3.14.0/host/auto', '3.18.3/host/auto']
+    assert clients.unexpected(merged) == ['client demo on 3.18.3/host/auto']
+    with pytest.raises(ValueError, match='reported twice'):
+        clients.merge_shards(merged, 'demo', a, 'shard-3')
+    assert clients.unexpected({'x': {'error': 'install: offline', 'cells': {}}}) == ['client x']

@@ -386,6 +386,29 @@ def compare(real: dict, shim: dict, known_failures=()) -> dict:
     return out
 
 
+def unexpected(clients: dict) -> list[str]:
+    """The clients-stage results that make a run unexpected (exit 1)."""
+    out = []
+    for name, r in clients.items():
+        if r.get('error'):
+            out.append(f'client {name}')
+        out += [f'client {name} on {cid}' for cid, cr in r['cells'].items()
+                if cr.get('status') in ('fail', 'error', 'xpass')]
+    return out
+
+
+def merge_shards(into: dict, name: str, r: dict, where: str) -> None:
+    """Add one shard's result for client ``name`` (the shards of a matrix
+    run each ran the client in their own cells) to ``into``."""
+    have = into.setdefault(name, {**r, 'cells': {}})
+    for cid, cr in r['cells'].items():
+        if cid in have['cells']:
+            raise ValueError(f'client {name} on {cid} is reported twice (again by {where})')
+        have['cells'][cid] = cr
+    if r.get('error') and not have.get('error'):
+        have['error'] = r['error']
+
+
 def side_text(res: dict | None) -> str:
     """'18 passed, 8 skipped' (or the error) for a report cell."""
     if not res:

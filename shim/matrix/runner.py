@@ -622,11 +622,7 @@ class Runner:
         unexpected = [c.id for c in cells if c.result.get('status') in model.UNEXPECTED]
         unexpected += [f'packaging {v}' for v, p in self.packaging.items()
                        if p.get('status') != 'pass']
-        for name, r in self.clients.items():
-            if r.get('error'):
-                unexpected.append(f'client {name}')
-            unexpected += [f'client {name} on {cid}' for cid, cr in r['cells'].items()
-                           if cr.get('status') in model.UNEXPECTED]
+        unexpected += clients.unexpected(self.clients)
         if self.leftover_mounts:
             unexpected.append('leftover mounts')
         return {'unexpected': unexpected, 'timings': self.timings,
