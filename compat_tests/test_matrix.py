@@ -739,3 +739,15 @@ def test_client_results_of_shards_merge_per_cell():
     with pytest.raises(ValueError, match='reported twice'):
         clients.merge_shards(merged, 'demo', a, 'shard-3')
     assert clients.unexpected({'x': {'error': 'install: offline', 'cells': {}}}) == ['client x']
+
+
+def test_client_known_failures_may_name_libfuse_versions():
+    from fuseshim.matrix import clients
+    text = CLIENTS.replace("    tests: {from: sdist, args: [tests/]}\n",
+                           "    tests: {from: sdist, args: [tests/]}\n"
+                           "    known_failures: [{test: 't::x', reason: r, libfuse: ['3.17*']}]\n")
+    [e] = load(text)['clients']
+    assert clients.known_in(e['known_failures'], '3.17.2') == e['known_failures']
+    assert clients.known_in(e['known_failures'], '3.14.0') == []
+    bad = errors_of(text.replace("['3.17*']", "['4.*']"))
+    assert "known_failures[0].libfuse: '4.*' matches no libfuse" in bad

@@ -409,6 +409,13 @@ def merge_shards(into: dict, name: str, r: dict, where: str) -> None:
         have['error'] = r['error']
 
 
+def known_in(known_failures, libfuse_version: str) -> list:
+    """The known failures that apply in a cell of this libfuse version."""
+    return [k for k in known_failures
+            if not k.get('libfuse') or any(fnmatch.fnmatchcase(libfuse_version, v)
+                                           for v in k['libfuse'])]
+
+
 def side_text(res: dict | None) -> str:
     """'18 passed, 8 skipped' (or the error) for a report cell."""
     if not res:

@@ -365,7 +365,7 @@ def check(doc, source: str = 'matrix.yaml') -> dict:
         if val is not None:
             out['vm']['accel'] = val
 
-    out['clients'] = _check_clients(c, doc)
+    out['clients'] = _check_clients(c, doc, out['libfuse'])
     client_names = [e['name'] for e in out['clients']]
 
     out['presets'] = {}
@@ -594,7 +594,7 @@ def _check_tests(c: Checker, t, path, parent, key, axis_values) -> dict:
     return out
 
 
-def _check_clients(c: Checker, doc) -> list:
+def _check_clients(c: Checker, doc, libfuse: list) -> list:
     """clients: real projects from PyPI whose own suites (or a scenario) run
     once with the real peer and once with fuseshim providing its module."""
     from .clients import scenario_path   # the scenarios shipped in the package
@@ -660,10 +660,19 @@ def _check_clients(c: Checker, doc) -> list:
                     kp = f'{p}.known_failures[{j}]'
                     if not c.mapping(k, kp, kf):
                         continue
-                    c.keys(k, kp, {'test', 'reason'}, {'test', 'reason'})
+                    c.keys(k, kp, {'test', 'reason', 'libfuse'}, {'test', 'reason'})
                     test, reason = c.string(k, 'test', kp), c.string(k, 'reason', kp)
+                    # libfuse: only in the cells of these versions (globs)
+                    lf = c.str_list(k, 'libfuse', kp, allow_scalar=True)
+                    for v in lf or ():
+                        if not any(fnmatch.fnmatchcase(e['version'], v)
+                                   for e in libfuse if e):
+                            c.err(f'{kp}.libfuse', f'{v!r} matches no libfuse (known: '
+                                  f'{", ".join(e["version"] for e in libfuse if e)})', k,
+                                  'libfuse')
                     if test and reason:
-                        entry['known_failures'].append({'test': test, 'reason': reason})
+                        entry['known_failures'].append({'test': test, 'reason': reason,
+                                                        'libfuse': lf})
         out.append(entry)
     return out
 
