@@ -424,7 +424,7 @@ def side_text(res: dict | None) -> str:
         return 'ERROR'
     c = res.get('counts') or {}
     parts = [f'{c.get("passed", 0)} passed']
-    for k, word in (('failed', 'failed'), ('error', 'errors'), ('skipped', 'skipped')):
+    for k, word in (('failed', 'failed'), ('error', 'error'), ('skipped', 'skipped')):
         if c.get(k):
-            parts.append(f'{c[k]} {word}')
+            parts.append(f'{c[k]} {word}{"s" if k == "error" and c[k] > 1 else ""}')
     return ', '.join(parts)
