@@ -715,14 +715,16 @@ def test_client_reports(tmp_path, cfg):
 def test_cli_selects_clients(capsys):
     assert matrix_main(['--matrix', MATRIX, '--list', '--cells', '3.14.0/host/auto',
                         '--clients', 'fsspec,ratarmount']) == 0
-    out = capsys.readouterr().out
+    listed = capsys.readouterr()
+    assert listed.out.split()[:1] == ['3.14.0/host/auto'] and 'client' not in listed.out
+    out = listed.err
     assert 'client fsspec' in out and 'client ratarmount' in out and 'client borg' not in out
     assert 'fuseshim in: 3.14.0/host/auto' in out
     assert matrix_main(['--matrix', MATRIX, '--list', '--clients', 'nosuch']) == 2
     assert "--clients: nosuch" in capsys.readouterr().err
     assert matrix_main(['--matrix', MATRIX, '--list', '--preset', 'clients',
                         '--no-clients']) == 0
-    assert 'client ' not in capsys.readouterr().out
+    assert 'client ' not in capsys.readouterr().err
 
 
 def test_client_results_of_shards_merge_per_cell():

@@ -121,6 +121,8 @@ def list_cells(cells, shards, args) -> int:
 
 
 def list_clients(cfg, cells, client_names) -> None:
+    """The clients a run would run, on stderr: stdout stays the list of cells
+    (scripts read it, e.g. to check a shard's split)."""
     from .runner import clients_cells
     where = ', '.join(c.id for c in clients_cells(cells)) or 'no host/auto cell selected'
     for name in client_names:
@@ -130,7 +132,7 @@ def list_clients(cfg, cells, client_names) -> None:
                 f'pytest {" ".join(t["args"])} (from its '
                 f'{"sdist" if t["from"] == "sdist" else "installed package"})')
         print(f'client {name:<12} {e["project"]}=={e["version"]} imports {e["module"]} '
-              f'({e["peer"]}): {what}; real peer, then fuseshim in: {where}')
+              f'({e["peer"]}): {what}; real peer, then fuseshim in: {where}', file=sys.stderr)
 
 
 def install_prereqs() -> int:
