@@ -39,7 +39,7 @@ def selection(preset):
 @pytest.mark.parametrize('n', [1, 2, 3, 5, 7])
 def test_shards_partition_cells_and_packaging(preset, n):
     cells = selection(preset)
-    versions = sorted({c.libfuse['version'] for c in cells}, key=model.vtuple)
+    versions = sorted({c.libfuse['version'] for c in cells}, key=model.row_key)
     shards = shard.split(cells, versions, n)
     assert len(shards) == n
     dealt = [c.id for s in shards for c in s.cells]

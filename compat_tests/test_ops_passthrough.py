@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from child_signals import popen
+from child_signals import default_signals, popen
 from ops_scenarios import open_fds_below
 
 import ops_scenarios as sc
@@ -226,6 +226,42 @@ def test_command_line(tmp_path, handlers):
         if leftover:
             subprocess.run(['umount', '-l', str(mnt)], check=False)
     assert not leftover, 'the command line left its mount behind'
+
+
+def test_command_line_raises_its_open_file_limit(tmp_path):
+    """Started with the usual soft limit of 1,024 descriptors (here 256), the
+    example still serves a tree with more inodes than that: it raises its
+    soft limit to the hard one, as passthrough_hp does."""
+    import resource
+    src, mnt = tmp_path / 'src', tmp_path / 'mnt'
+    src.mkdir()
+    mnt.mkdir()
+    names = [f'f{i:04d}' for i in range(600)]
+    for n in names:
+        (src / n).write_bytes(n.encode())
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+    def low_soft_limit():
+        default_signals()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    argv = [sys.executable, '-m', 'fuseshim.examples.passthrough', str(src), str(mnt),
+            '--startup', auto_startup_path()]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=low_soft_limit)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith(f'mounted {mnt}'), (line, proc.stderr.read())
+        # every lookup makes the daemon keep one O_PATH descriptor
+        assert [(mnt / n).read_bytes() for n in names] == [n.encode() for n in names]
+        _wait_catching_sigterm(proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if str(mnt) in mounted_paths():
+            subprocess.run(['umount', '-l', str(mnt)], check=False)
 
 
 def test_command_line_usage():

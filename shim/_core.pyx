@@ -33,6 +33,7 @@ import os
 import threading
 from pickle import PicklingError
 import time
+import warnings
 from types import CoroutineType
 
 log = logging.getLogger('fuseshim')
@@ -43,6 +44,7 @@ cdef extern from "shim_compat.h" nogil:
     const int shim_have_passthrough
     int shim_passthrough_open(fuse_req_t req, int fd)
     int shim_passthrough_close(fuse_req_t req, int backing_id)
+    int shim_backing_close(int devfd, int backing_id)
     void shim_fi_set_backing_id(fuse_file_info *fi, int id)
     int shim_want_passthrough(fuse_conn_info *conn)
     int shim_conn_want(fuse_conn_info *conn, unsigned flag, int on)

@@ -46,6 +46,84 @@ cdef extern from *:
     void *shim_current_session
 
 
+# ---------------------------------------------------------------- test-only fault injection
+# Tests prove that every request is answered whatever fails by making chosen
+# operations fail on purpose (_test_only_inject_faults).  Bit masks of
+# (1 << Op), zero unless a test arms them: then each request pays one
+# predictable branch on a global, nothing else.
+cdef extern from *:
+    """
+    static unsigned long long shim_test_fault_args = 0;
+    static unsigned long long shim_test_fault_reply = 0;
+    static unsigned long long shim_test_fault_copy = 0;
+    """
+    unsigned long long shim_test_fault_args
+    unsigned long long shim_test_fault_reply
+    unsigned long long shim_test_fault_copy
+
+cdef enum FaultKind:
+    FAULT_ARGS, FAULT_REPLY, FAULT_COPY
+
+_FAULT_KINDS = ('args', 'reply', 'buf_copy')
+# where each kind can be injected (others would never fire)
+_FAULT_OPS = (OP_NAMES, ('open', 'opendir', 'create'), ('write', 'retrieve_reply'))
+cdef dict _faults_fired = {}
+
+
+cdef bint _fault_fires(int kind, int op) except -1:
+    cdef unsigned long long mask = (shim_test_fault_args if kind == FAULT_ARGS else
+                                    shim_test_fault_reply if kind == FAULT_REPLY else
+                                    shim_test_fault_copy)
+    if not (mask >> op) & 1:
+        return False
+    key = (_FAULT_KINDS[kind], OP_NAMES[op])
+    _faults_fired[key] = _faults_fired.get(key, 0) + 1
+    return True
+
+
+cdef inline int _fault_args(int op) except -1:
+    if shim_test_fault_args and _fault_fires(FAULT_ARGS, op):
+        raise MemoryError('test-only fault: building the arguments of %s failed' % OP_NAMES[op])
+    return 0
+
+
+def _test_only_inject_faults(args=(), reply=(), buf_copy=()):
+    """TEST ONLY: never call this in a filesystem.  From now on make the
+    named operations (OP_NAMES) fail on purpose, replacing what was armed
+    before (no arguments disarms everything):
+
+    args      building the handler's arguments raises MemoryError
+    reply     the open/opendir/create reply fails as for an interrupted
+              request (the caller gets EINTR, our reply finds no request)
+    buf_copy  copying the data of a write or retrieve_reply fails (EIO)
+
+    Returns {(kind, operation): count} of the faults fired since the
+    previous call."""
+    global shim_test_fault_args, shim_test_fault_reply, shim_test_fault_copy
+    cdef unsigned long long masks[3]
+    for kind, names in enumerate((args, reply, buf_copy)):
+        masks[kind] = 0
+        if isinstance(names, str):
+            raise TypeError('%s: a sequence of operation names, not a str' % _FAULT_KINDS[kind])
+        for name in names:
+            if name not in _FAULT_OPS[kind]:
+                raise ValueError('%s faults can be injected into %s, not %r'
+                                 % (_FAULT_KINDS[kind], ', '.join(_FAULT_OPS[kind]), name))
+            masks[kind] |= 1ULL << OP_NAMES.index(name)
+    fired = dict(_faults_fired)
+    _faults_fired.clear()
+    shim_test_fault_args = masks[0]
+    shim_test_fault_reply = masks[1]
+    shim_test_fault_copy = masks[2]
+    return fired
+
+
+def _test_only_faults_fired():
+    """TEST ONLY: {(kind, operation): count} of the injected faults fired
+    since _test_only_inject_faults() was last called (nothing is reset)."""
+    return dict(_faults_fired)
+
+
 cdef inline void _call(Session s, fuse_req_t req, int op, tuple args,
                        ReqState *st, object aux) noexcept:
     """Run handler ``op`` with ``args`` and reply (GIL held)."""
@@ -107,7 +185,6 @@ cdef int _reply(Session s, fuse_req_t req, int op, object res, ReqState *st,
                 object aux) except -1:
     """Turn a handler's result into the libfuse reply for ``op``."""
     cdef EntryAttributes ea
-    cdef FileInfo finfo
     cdef StatvfsData sv
     cdef statvfs stv
     cdef flock lk
@@ -115,7 +192,6 @@ cdef int _reply(Session s, fuse_req_t req, int op, object res, ReqState *st,
     cdef const unsigned char[::1] view
     cdef bytes b
     cdef int rc = 0
-    cdef int read_fd = -1
     if op == OP_GETATTR or op == OP_SETATTR:
         ea = <EntryAttributes?>res
         rc = fuse_reply_attr(req, &ea.e.attr, ea.e.attr_timeout)
@@ -145,24 +221,8 @@ cdef int _reply(Session s, fuse_req_t req, int op, object res, ReqState *st,
         tok = <ReaddirToken>aux
         tok.closed = True
         rc = fuse_reply_buf(req, tok.buf, tok.pos)
-    elif op == OP_OPEN or op == OP_OPENDIR:
-        if isinstance(res, FileInfo):
-            finfo = <FileInfo>res
-            finfo._apply(&st.fi)
-            if finfo.backing_fd >= 0:
-                s._attach_backing(req, &st.fi, finfo.backing_fd)
-            if op == OP_OPEN:
-                read_fd = _serve_reads_from(s, &st.fi, finfo.read_fd)
-        else:  # pyfuse3's opendir returns the handle itself
-            st.fi.fh = res
-        rc = fuse_reply_open(req, &st.fi)
-    elif op == OP_CREATE:
-        finfo, ea = res
-        finfo._apply(&st.fi)
-        if finfo.backing_fd >= 0:
-            s._attach_backing(req, &st.fi, finfo.backing_fd)
-        read_fd = _serve_reads_from(s, &st.fi, finfo.read_fd)
-        rc = fuse_reply_create(req, &ea.e, &st.fi)
+    elif op == OP_OPEN or op == OP_OPENDIR or op == OP_CREATE:
+        return _reply_open(s, req, op, res, st)
     elif op == OP_READLINK:
         b = _as_bytes(res)
         rc = fuse_reply_readlink(req, b)
@@ -215,11 +275,70 @@ cdef int _reply(Session s, fuse_req_t req, int op, object res, ReqState *st,
         fuse_reply_none(req)
     else:  # operations whose success carries no data
         rc = fuse_reply_err(req, 0)
-    if rc < 0 and read_fd >= 0:   # the kernel never got the handle: no RELEASE will come
-        shim_readfd_del(<void*>s, st.fi.fh)
-    if rc < 0 and rc != -errno.ENOENT:  # ENOENT: the request was interrupted meanwhile
-        log.warning('fuseshim: replying to %s failed: %s', OP_NAMES[op], os.strerror(-rc))
+    if rc < 0:
+        _reply_failed(op, rc)
     return 0
+
+
+cdef void _reply_failed(int op, int rc) noexcept:
+    # The request is answered (and freed) already: nothing here may raise,
+    # or the caller would answer it a second time.
+    if rc == -errno.ENOENT:  # the request was interrupted meanwhile
+        return
+    try:
+        log.warning('fuseshim: replying to %s failed: %s', OP_NAMES[op], os.strerror(-rc))
+    except BaseException:
+        pass
+
+
+cdef int _reply_open(Session s, fuse_req_t req, int op, object res, ReqState *st) except -1:
+    """open, opendir, create: register the handle's read_fd and backing id,
+    reply, and take both back when the kernel never got the handle (the
+    reply failed, e.g. the request was interrupted, or something raised
+    before it was sent): no RELEASE will ever come for that handle."""
+    cdef FileInfo finfo = None
+    cdef EntryAttributes ea = None
+    cdef int read_fd = -1
+    cdef int backing_id = 0
+    cdef int rc
+    if op == OP_CREATE:
+        finfo, ea = res
+        if finfo is None or ea is None:
+            raise TypeError('create must return (FileInfo, EntryAttributes), not %r' % (res,))
+    elif isinstance(res, FileInfo):
+        finfo = <FileInfo>res
+    else:  # pyfuse3's opendir returns the handle itself
+        st.fi.fh = res
+    try:
+        if finfo is not None:
+            finfo._apply(&st.fi)
+            if finfo.backing_fd >= 0:
+                backing_id = s._attach_backing(req, &st.fi, finfo.backing_fd)
+            if op != OP_OPENDIR:
+                read_fd = _serve_reads_from(s, &st.fi, finfo.read_fd)
+        if shim_test_fault_reply and _fault_fires(FAULT_REPLY, op):
+            # what an interrupted open looks like: the caller got EINTR, and
+            # our reply finds no request any more
+            fuse_reply_err(req, errno.EINTR)
+            rc = -errno.ENOENT
+        elif op == OP_CREATE:
+            rc = fuse_reply_create(req, &ea.e, &st.fi)
+        else:
+            rc = fuse_reply_open(req, &st.fi)
+    except BaseException:
+        _unregister_handle(s, st.fi.fh, read_fd, backing_id)
+        raise
+    if rc < 0:
+        _unregister_handle(s, st.fi.fh, read_fd, backing_id)
+        _reply_failed(op, rc)
+    return 0
+
+
+cdef void _unregister_handle(Session s, uint64_t fh, int read_fd, int backing_id) noexcept:
+    if read_fd >= 0:
+        shim_readfd_del(<void*>s, fh)
+    if backing_id > 0:
+        s._release_backing(fh, backing_id)
 
 
 from posix.fcntl cimport fcntl, F_GETFL, O_ACCMODE, O_WRONLY
@@ -298,11 +417,29 @@ def _read_fd_handles():
 cdef void ll_init(void *userdata, fuse_conn_info *conn) noexcept with gil:
     (<Session>userdata)._on_init(conn)
 
+# The session Session.__dealloc__ is freeing on this thread: libfuse's
+# destroy callback must then not touch it (nor run user code).
+cdef extern from *:
+    """
+    static __thread void *shim_finalizing_session = NULL;
+    """
+    void *shim_finalizing_session
+
 cdef void ll_destroy(void *userdata) noexcept with gil:
+    if userdata == shim_finalizing_session:
+        return
     (<Session>userdata)._on_destroy()
 
 
 # ---------------------------------------------------------------- callbacks
+
+# Each callback builds the handler's arguments inside a try: whatever fails
+# there (MemoryError, a test-injected fault, ...) still answers the request
+# (an errno; forget and retrieve_reply get fuse_reply_none, which frees
+# them), instead of leaving the caller waiting until the connection dies.
+
+cdef void _unbuilt(fuse_req_t req, int op, object exc) noexcept:
+    _session(req)._reply_exception(req, op, exc, True)
 
 cdef inline object _name(const char *name):
     return PyBytes_FromString(name)
@@ -324,21 +461,47 @@ cdef inline tuple _write_args(Session s, fuse_req_t req, fuse_file_info *fi, off
     return (fi.fh, off, data)
 
 cdef void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) noexcept with gil:
-    _call(_session(req), req, OP_LOOKUP, (parent, _name(name), _make_ctx(req)), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_LOOKUP)
+        args = (parent, _name(name), _make_ctx(req))
+    except BaseException as exc:
+        _unbuilt(req, OP_LOOKUP, exc)
+    else:
+        _call(_session(req), req, OP_LOOKUP, args, NULL, None)
 
 cdef void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) noexcept with gil:
-    _call(_session(req), req, OP_FORGET, ([(ino, nlookup)],), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_FORGET)
+        args = ([(ino, nlookup)],)
+    except BaseException as exc:
+        _unbuilt(req, OP_FORGET, exc)
+    else:
+        _call(_session(req), req, OP_FORGET, args, NULL, None)
 
 cdef void ll_forget_multi(fuse_req_t req, size_t count, fuse_forget_data *forgets) noexcept with gil:
-    items = [(forgets[i].ino, forgets[i].nlookup) for i in range(count)]
-    _call(_session(req), req, OP_FORGET, (items,), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_FORGET)
+        args = ([(forgets[i].ino, forgets[i].nlookup) for i in range(count)],)
+    except BaseException as exc:
+        _unbuilt(req, OP_FORGET, exc)
+    else:
+        _call(_session(req), req, OP_FORGET, args, NULL, None)
 
 cdef void ll_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) noexcept with gil:
-    _call(_session(req), req, OP_GETATTR, (ino, _make_ctx(req)), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_GETATTR)
+        args = (ino, _make_ctx(req))
+    except BaseException as exc:
+        _unbuilt(req, OP_GETATTR, exc)
+    else:
+        _call(_session(req), req, OP_GETATTR, args, NULL, None)
 
-cdef void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct_stat *attr, int to_set,
-                     fuse_file_info *fi) noexcept with gil:
-    cdef Session s = _session(req)
+cdef tuple _setattr_args(fuse_ino_t ino, struct_stat *attr, int to_set, fuse_file_info *fi,
+                         fuse_req_t req, Session s):
     cdef EntryAttributes ea = EntryAttributes.__new__(EntryAttributes)
     cdef SetattrFields f = SetattrFields.__new__(SetattrFields)
     cdef timespec now
@@ -361,46 +524,119 @@ cdef void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct_stat *attr, int to_s
         if to_set & FUSE_SET_ATTR_MTIME_NOW:
             ea.e.attr.st_mtim = now
     fh = fi.fh if fi is not NULL else None
-    _call(s, req, OP_SETATTR, (ino, ea, f, fh, _make_kill_ctx(req, s)), NULL, None)
+    return (ino, ea, f, fh, _make_kill_ctx(req, s))
+
+cdef void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct_stat *attr, int to_set,
+                     fuse_file_info *fi) noexcept with gil:
+    cdef tuple args
+    try:
+        _fault_args(OP_SETATTR)
+        args = _setattr_args(ino, attr, to_set, fi, req, _session(req))
+    except BaseException as exc:
+        _unbuilt(req, OP_SETATTR, exc)
+    else:
+        _call(_session(req), req, OP_SETATTR, args, NULL, None)
 
 cdef void ll_readlink(fuse_req_t req, fuse_ino_t ino) noexcept with gil:
-    _call(_session(req), req, OP_READLINK, (ino, _make_ctx(req)), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_READLINK)
+        args = (ino, _make_ctx(req))
+    except BaseException as exc:
+        _unbuilt(req, OP_READLINK, exc)
+    else:
+        _call(_session(req), req, OP_READLINK, args, NULL, None)
 
 cdef void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                    dev_t rdev) noexcept with gil:
-    _call(_session(req), req, OP_MKNOD, (parent, _name(name), mode, rdev, _make_ctx(req)), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_MKNOD)
+        args = (parent, _name(name), mode, rdev, _make_ctx(req))
+    except BaseException as exc:
+        _unbuilt(req, OP_MKNOD, exc)
+    else:
+        _call(_session(req), req, OP_MKNOD, args, NULL, None)
 
 cdef void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) noexcept with gil:
-    _call(_session(req), req, OP_MKDIR, (parent, _name(name), mode, _make_ctx(req)), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_MKDIR)
+        args = (parent, _name(name), mode, _make_ctx(req))
+    except BaseException as exc:
+        _unbuilt(req, OP_MKDIR, exc)
+    else:
+        _call(_session(req), req, OP_MKDIR, args, NULL, None)
 
 cdef void ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) noexcept with gil:
-    _call(_session(req), req, OP_UNLINK, (parent, _name(name), _make_ctx(req)), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_UNLINK)
+        args = (parent, _name(name), _make_ctx(req))
+    except BaseException as exc:
+        _unbuilt(req, OP_UNLINK, exc)
+    else:
+        _call(_session(req), req, OP_UNLINK, args, NULL, None)
 
 cdef void ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) noexcept with gil:
-    _call(_session(req), req, OP_RMDIR, (parent, _name(name), _make_ctx(req)), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_RMDIR)
+        args = (parent, _name(name), _make_ctx(req))
+    except BaseException as exc:
+        _unbuilt(req, OP_RMDIR, exc)
+    else:
+        _call(_session(req), req, OP_RMDIR, args, NULL, None)
 
 cdef void ll_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
                      const char *name) noexcept with gil:
-    _call(_session(req), req, OP_SYMLINK, (parent, _name(name), _name(link), _make_ctx(req)), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_SYMLINK)
+        args = (parent, _name(name), _name(link), _make_ctx(req))
+    except BaseException as exc:
+        _unbuilt(req, OP_SYMLINK, exc)
+    else:
+        _call(_session(req), req, OP_SYMLINK, args, NULL, None)
 
 cdef void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                     const char *newname, unsigned int flags) noexcept with gil:
-    _call(_session(req), req, OP_RENAME,
-          (parent, _name(name), newparent, _name(newname), flags, _make_ctx(req)), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_RENAME)
+        args = (parent, _name(name), newparent, _name(newname), flags, _make_ctx(req))
+    except BaseException as exc:
+        _unbuilt(req, OP_RENAME, exc)
+    else:
+        _call(_session(req), req, OP_RENAME, args, NULL, None)
 
 cdef void ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
                   const char *newname) noexcept with gil:
-    _call(_session(req), req, OP_LINK, (ino, newparent, _name(newname), _make_ctx(req)), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_LINK)
+        args = (ino, newparent, _name(newname), _make_ctx(req))
+    except BaseException as exc:
+        _unbuilt(req, OP_LINK, exc)
+    else:
+        _call(_session(req), req, OP_LINK, args, NULL, None)
 
 cdef void ll_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) noexcept with gil:
     cdef ReqState st
-    cdef Session s = _session(req)
+    cdef tuple args
     st.fi = fi[0]
-    _call(s, req, OP_OPEN, (ino, fi.flags, _make_kill_ctx(req, s)), &st, None)
+    try:
+        _fault_args(OP_OPEN)
+        args = (ino, fi.flags, _make_kill_ctx(req, _session(req)))
+    except BaseException as exc:
+        _unbuilt(req, OP_OPEN, exc)
+    else:
+        _call(_session(req), req, OP_OPEN, args, &st, None)
 
 cdef void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                   fuse_file_info *fi) noexcept with gil:
     cdef ReqState st
+    cdef tuple args
     cdef Session s = _session(req)
     # A handle opened with FileInfo.read_fd is answered here: no Python call,
     # and other threads run while libfuse moves the data
@@ -410,66 +646,130 @@ cdef void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
             _reply_data_from_fd(req, fd, off, size)
         return
     st.size = size
-    _call(s, req, OP_READ, (fi.fh, off, size), &st, None)
+    try:
+        _fault_args(OP_READ)
+        args = (fi.fh, off, size)
+    except BaseException as exc:
+        _unbuilt(req, OP_READ, exc)
+    else:
+        _call(s, req, OP_READ, args, &st, None)
 
 cdef void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                    fuse_file_info *fi) noexcept with gil:
     cdef ReqState st
-    cdef Session s = _session(req)
+    cdef tuple args
     st.size = size
-    _call(s, req, OP_WRITE, _write_args(s, req, fi, off, PyBytes_FromStringAndSize(buf, size)), &st, None)
+    try:
+        _fault_args(OP_WRITE)
+        args = _write_args(_session(req), req, fi, off, PyBytes_FromStringAndSize(buf, size))
+    except BaseException as exc:
+        _unbuilt(req, OP_WRITE, exc)
+    else:
+        _call(_session(req), req, OP_WRITE, args, &st, None)
 
-cdef void ll_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec *bufv, off_t off,
-                       fuse_file_info *fi) noexcept with gil:
-    # Gathers the (possibly spliced) request data into one bytes object.
+cdef object _gather(fuse_bufvec *bufv, int op):
+    """The request's (possibly spliced) data as one bytes object, or an
+    OSError carrying the errno when fuse_buf_copy failed."""
     cdef size_t size = fuse_buf_size(bufv)
     cdef bytes data = PyBytes_FromStringAndSize(NULL, size)
     cdef fuse_bufvec dst
+    cdef ssize_t n
     memset(&dst, 0, sizeof(dst))
     dst.count = 1
     dst.buf[0].size = size
     dst.buf[0].mem = PyBytes_AS_STRING(data)
-    cdef ssize_t n
-    with nogil:
-        n = fuse_buf_copy(&dst, bufv, <fuse_buf_copy_flags>0)
+    if shim_test_fault_copy and _fault_fires(FAULT_COPY, op):
+        n = -errno.EIO
+    else:
+        with nogil:
+            n = fuse_buf_copy(&dst, bufv, <fuse_buf_copy_flags>0)
     if n < 0:
-        fuse_reply_err(req, -n)
-        return
+        return OSError(-n, 'copying the request data failed: %s' % os.strerror(-n))
     if <size_t>n != size:
         data = data[:n]
+    return data
+
+cdef void ll_write_buf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec *bufv, off_t off,
+                       fuse_file_info *fi) noexcept with gil:
     cdef ReqState st
-    cdef Session s = _session(req)
-    st.size = n
-    _call(s, req, OP_WRITE, _write_args(s, req, fi, off, data), &st, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_WRITE)
+        data = _gather(bufv, OP_WRITE)
+        if isinstance(data, OSError):  # the writer gets the copy's errno
+            fuse_reply_err(req, data.errno)
+            return
+        st.size = PyBytes_GET_SIZE(data)
+        args = _write_args(_session(req), req, fi, off, data)
+    except BaseException as exc:
+        _unbuilt(req, OP_WRITE, exc)
+    else:
+        _call(_session(req), req, OP_WRITE, args, &st, None)
 
 cdef void ll_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) noexcept with gil:
-    _call(_session(req), req, OP_FLUSH, (fi.fh,), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_FLUSH)
+        args = (fi.fh,)
+    except BaseException as exc:
+        _unbuilt(req, OP_FLUSH, exc)
+    else:
+        _call(_session(req), req, OP_FLUSH, args, NULL, None)
 
 cdef void ll_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) noexcept with gil:
+    cdef tuple args
     cdef Session s = _session(req)
     shim_readfd_del(<void*>s, fi.fh)   # before the handler may close the fd
     s._detach_backing(req, fi.fh)
-    _call(s, req, OP_RELEASE, (fi.fh,), NULL, None)
+    try:
+        _fault_args(OP_RELEASE)
+        args = (fi.fh,)
+    except BaseException as exc:
+        _unbuilt(req, OP_RELEASE, exc)
+    else:
+        _call(s, req, OP_RELEASE, args, NULL, None)
 
 cdef void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info *fi) noexcept with gil:
-    _call(_session(req), req, OP_FSYNC, (fi.fh, bool(datasync)), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_FSYNC)
+        args = (fi.fh, bool(datasync))
+    except BaseException as exc:
+        _unbuilt(req, OP_FSYNC, exc)
+    else:
+        _call(_session(req), req, OP_FSYNC, args, NULL, None)
 
 cdef void ll_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) noexcept with gil:
     cdef ReqState st
+    cdef tuple args
     st.fi = fi[0]
-    _call(_session(req), req, OP_OPENDIR, (ino, _make_ctx(req)), &st, None)
+    try:
+        _fault_args(OP_OPENDIR)
+        args = (ino, _make_ctx(req))
+    except BaseException as exc:
+        _unbuilt(req, OP_OPENDIR, exc)
+    else:
+        _call(_session(req), req, OP_OPENDIR, args, &st, None)
 
 cdef inline void _readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info *fi,
                           bint plus) noexcept with gil:
-    cdef ReaddirToken tok = ReaddirToken.__new__(ReaddirToken)
-    tok.req = req
-    tok.size = size
-    tok.plus = plus
-    tok.buf = <char*>malloc(size if size else 1)
-    if tok.buf is NULL:
-        fuse_reply_err(req, errno.ENOMEM)
-        return
-    _call(_session(req), req, OP_READDIR, (fi.fh, off, tok), NULL, tok)
+    cdef ReaddirToken tok
+    cdef tuple args
+    try:
+        _fault_args(OP_READDIR)
+        tok = ReaddirToken.__new__(ReaddirToken)
+        tok.req = req
+        tok.size = size
+        tok.plus = plus
+        tok.buf = <char*>malloc(size if size else 1)
+        if tok.buf is NULL:
+            fuse_reply_err(req, errno.ENOMEM)
+            return
+        args = (fi.fh, off, tok)
+    except BaseException as exc:
+        _unbuilt(req, OP_READDIR, exc)
+    else:
+        _call(_session(req), req, OP_READDIR, args, NULL, tok)
 
 cdef void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                      fuse_file_info *fi) noexcept with gil:
@@ -480,100 +780,222 @@ cdef void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     _readdir(req, size, off, fi, True)
 
 cdef void ll_releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) noexcept with gil:
-    _call(_session(req), req, OP_RELEASEDIR, (fi.fh,), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_RELEASEDIR)
+        args = (fi.fh,)
+    except BaseException as exc:
+        _unbuilt(req, OP_RELEASEDIR, exc)
+    else:
+        _call(_session(req), req, OP_RELEASEDIR, args, NULL, None)
 
 cdef void ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info *fi) noexcept with gil:
-    _call(_session(req), req, OP_FSYNCDIR, (fi.fh, bool(datasync)), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_FSYNCDIR)
+        args = (fi.fh, bool(datasync))
+    except BaseException as exc:
+        _unbuilt(req, OP_FSYNCDIR, exc)
+    else:
+        _call(_session(req), req, OP_FSYNCDIR, args, NULL, None)
 
 cdef void ll_statfs(fuse_req_t req, fuse_ino_t ino) noexcept with gil:
-    _call(_session(req), req, OP_STATFS, (_make_ctx(req),), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_STATFS)
+        args = (_make_ctx(req),)
+    except BaseException as exc:
+        _unbuilt(req, OP_STATFS, exc)
+    else:
+        _call(_session(req), req, OP_STATFS, args, NULL, None)
 
 cdef void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
                       size_t size, int flags) noexcept with gil:
-    _call(_session(req), req, OP_SETXATTR,
-          (ino, _name(name), PyBytes_FromStringAndSize(value, size), _make_ctx(req)), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_SETXATTR)
+        args = (ino, _name(name), PyBytes_FromStringAndSize(value, size), _make_ctx(req))
+    except BaseException as exc:
+        _unbuilt(req, OP_SETXATTR, exc)
+    else:
+        _call(_session(req), req, OP_SETXATTR, args, NULL, None)
 
 cdef void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) noexcept with gil:
     cdef ReqState st
+    cdef tuple args
     st.size = size
-    _call(_session(req), req, OP_GETXATTR, (ino, _name(name), _make_ctx(req)), &st, None)
+    try:
+        _fault_args(OP_GETXATTR)
+        args = (ino, _name(name), _make_ctx(req))
+    except BaseException as exc:
+        _unbuilt(req, OP_GETXATTR, exc)
+    else:
+        _call(_session(req), req, OP_GETXATTR, args, &st, None)
 
 cdef void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) noexcept with gil:
     cdef ReqState st
+    cdef tuple args
     st.size = size
-    _call(_session(req), req, OP_LISTXATTR, (ino, _make_ctx(req)), &st, None)
+    try:
+        _fault_args(OP_LISTXATTR)
+        args = (ino, _make_ctx(req))
+    except BaseException as exc:
+        _unbuilt(req, OP_LISTXATTR, exc)
+    else:
+        _call(_session(req), req, OP_LISTXATTR, args, &st, None)
 
 cdef void ll_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name) noexcept with gil:
-    _call(_session(req), req, OP_REMOVEXATTR, (ino, _name(name), _make_ctx(req)), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_REMOVEXATTR)
+        args = (ino, _name(name), _make_ctx(req))
+    except BaseException as exc:
+        _unbuilt(req, OP_REMOVEXATTR, exc)
+    else:
+        _call(_session(req), req, OP_REMOVEXATTR, args, NULL, None)
 
 cdef void ll_access(fuse_req_t req, fuse_ino_t ino, int mask) noexcept with gil:
-    _call(_session(req), req, OP_ACCESS, (ino, mask, _make_ctx(req)), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_ACCESS)
+        args = (ino, mask, _make_ctx(req))
+    except BaseException as exc:
+        _unbuilt(req, OP_ACCESS, exc)
+    else:
+        _call(_session(req), req, OP_ACCESS, args, NULL, None)
 
 cdef void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                     fuse_file_info *fi) noexcept with gil:
     cdef ReqState st
-    cdef Session s = _session(req)
+    cdef tuple args
     st.fi = fi[0]
-    _call(s, req, OP_CREATE, (parent, _name(name), mode, fi.flags, _make_kill_ctx(req, s)), &st, None)
+    try:
+        _fault_args(OP_CREATE)
+        args = (parent, _name(name), mode, fi.flags, _make_kill_ctx(req, _session(req)))
+    except BaseException as exc:
+        _unbuilt(req, OP_CREATE, exc)
+    else:
+        _call(_session(req), req, OP_CREATE, args, &st, None)
 
 cdef inline tuple _lock_tuple(flock *lock):
     end = -1 if lock.l_len == 0 else lock.l_start + lock.l_len - 1
     return (lock.l_type, lock.l_start, end, lock.l_pid)
 
 cdef void ll_getlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi, flock *lock) noexcept with gil:
-    _call(_session(req), req, OP_GETLK, (ino, fi.fh, fi.lock_owner, _lock_tuple(lock), _make_ctx(req)), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_GETLK)
+        args = (ino, fi.fh, fi.lock_owner, _lock_tuple(lock), _make_ctx(req))
+    except BaseException as exc:
+        _unbuilt(req, OP_GETLK, exc)
+    else:
+        _call(_session(req), req, OP_GETLK, args, NULL, None)
 
 cdef void ll_setlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi, flock *lock, int sleep) noexcept with gil:
-    _call(_session(req), req, OP_SETLK,
-          (ino, fi.fh, fi.lock_owner, _lock_tuple(lock), bool(sleep), _make_ctx(req)), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_SETLK)
+        args = (ino, fi.fh, fi.lock_owner, _lock_tuple(lock), bool(sleep), _make_ctx(req))
+    except BaseException as exc:
+        _unbuilt(req, OP_SETLK, exc)
+    else:
+        _call(_session(req), req, OP_SETLK, args, NULL, None)
 
 cdef void ll_flock(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi, int op) noexcept with gil:
-    _call(_session(req), req, OP_FLOCK, (ino, fi.fh, fi.lock_owner, op, _make_ctx(req)), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_FLOCK)
+        args = (ino, fi.fh, fi.lock_owner, op, _make_ctx(req))
+    except BaseException as exc:
+        _unbuilt(req, OP_FLOCK, exc)
+    else:
+        _call(_session(req), req, OP_FLOCK, args, NULL, None)
 
 cdef void ll_bmap(fuse_req_t req, fuse_ino_t ino, size_t blocksize, uint64_t idx) noexcept with gil:
-    _call(_session(req), req, OP_BMAP, (ino, blocksize, idx), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_BMAP)
+        args = (ino, blocksize, idx)
+    except BaseException as exc:
+        _unbuilt(req, OP_BMAP, exc)
+    else:
+        _call(_session(req), req, OP_BMAP, args, NULL, None)
 
 cdef void ll_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg, fuse_file_info *fi,
                    unsigned flags, const void *in_buf, size_t in_bufsz, size_t out_bufsz) noexcept with gil:
-    in_data = PyBytes_FromStringAndSize(<const char*>in_buf, in_bufsz) if in_bufsz else b''
-    _call(_session(req), req, OP_IOCTL,
-          (ino, fi.fh, cmd, <size_t>arg, in_data, out_bufsz, flags, _make_ctx(req)), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_IOCTL)
+        in_data = PyBytes_FromStringAndSize(<const char*>in_buf, in_bufsz) if in_bufsz else b''
+        args = (ino, fi.fh, cmd, <size_t>arg, in_data, out_bufsz, flags, _make_ctx(req))
+    except BaseException as exc:
+        _unbuilt(req, OP_IOCTL, exc)
+    else:
+        _call(_session(req), req, OP_IOCTL, args, NULL, None)
 
 cdef void ll_poll(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi, fuse_pollhandle *ph) noexcept with gil:
     cdef PollHandle handle = None
-    if ph is not NULL:
-        handle = PollHandle.__new__(PollHandle)
-        handle.ph = ph
-    _call(_session(req), req, OP_POLL, (ino, fi.fh, fi.poll_events, handle), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_POLL)
+        if ph is not NULL:
+            handle = PollHandle.__new__(PollHandle)
+            handle.ph = ph   # owned by the handle from here on
+        args = (ino, fi.fh, fi.poll_events, handle)
+    except BaseException as exc:
+        if handle is None and ph is not NULL:
+            fuse_pollhandle_destroy(ph)
+        _unbuilt(req, OP_POLL, exc)
+    else:
+        _call(_session(req), req, OP_POLL, args, NULL, None)
 
 cdef void ll_retrieve_reply(fuse_req_t req, void *cookie, fuse_ino_t ino, off_t offset,
                             fuse_bufvec *bufv) noexcept with gil:
-    cdef size_t size = fuse_buf_size(bufv)
-    cdef bytes data = PyBytes_FromStringAndSize(NULL, size)
-    cdef fuse_bufvec dst
-    memset(&dst, 0, sizeof(dst))
-    dst.count = 1
-    dst.buf[0].size = size
-    dst.buf[0].mem = PyBytes_AS_STRING(data)
-    cdef ssize_t n = fuse_buf_copy(&dst, bufv, <fuse_buf_copy_flags>0)
-    if n >= 0 and <size_t>n != size:
-        data = data[:n]
-    _call(_session(req), req, OP_RETRIEVE_REPLY, (<size_t>cookie, ino, offset, data), NULL, None)
+    # data: the cached bytes, or the OSError of a failed copy (never a
+    # buffer the copy did not fill)
+    cdef tuple args
+    try:
+        _fault_args(OP_RETRIEVE_REPLY)
+        args = (<size_t>cookie, ino, offset, _gather(bufv, OP_RETRIEVE_REPLY))
+    except BaseException as exc:
+        _unbuilt(req, OP_RETRIEVE_REPLY, exc)
+    else:
+        _call(_session(req), req, OP_RETRIEVE_REPLY, args, NULL, None)
 
 cdef void ll_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
                        fuse_file_info *fi) noexcept with gil:
-    _call(_session(req), req, OP_FALLOCATE, (fi.fh, mode, offset, length), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_FALLOCATE)
+        args = (fi.fh, mode, offset, length)
+    except BaseException as exc:
+        _unbuilt(req, OP_FALLOCATE, exc)
+    else:
+        _call(_session(req), req, OP_FALLOCATE, args, NULL, None)
 
 cdef void ll_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info *fi_in,
                              fuse_ino_t ino_out, off_t off_out, fuse_file_info *fi_out, size_t length,
                              int flags) noexcept with gil:
     cdef ReqState st
+    cdef tuple args
     st.size = length
-    _call(_session(req), req, OP_COPY_FILE_RANGE,
-          (fi_in.fh, off_in, fi_out.fh, off_out, length, flags), &st, None)
+    try:
+        _fault_args(OP_COPY_FILE_RANGE)
+        args = (fi_in.fh, off_in, fi_out.fh, off_out, length, flags)
+    except BaseException as exc:
+        _unbuilt(req, OP_COPY_FILE_RANGE, exc)
+    else:
+        _call(_session(req), req, OP_COPY_FILE_RANGE, args, &st, None)
 
 cdef void ll_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info *fi) noexcept with gil:
-    _call(_session(req), req, OP_LSEEK, (fi.fh, off, whence), NULL, None)
+    cdef tuple args
+    try:
+        _fault_args(OP_LSEEK)
+        args = (fi.fh, off, whence)
+    except BaseException as exc:
+        _unbuilt(req, OP_LSEEK, exc)
+    else:
+        _call(_session(req), req, OP_LSEEK, args, NULL, None)
 
 
 cdef void _fill_ops(fuse_lowlevel_ops *ops, object implemented) noexcept:

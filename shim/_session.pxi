@@ -176,6 +176,9 @@ cdef class Session:
     # filesystem, and Mount.wait()/close() raise it again (pyfuse3 lets them
     # escape main() the same way) instead of it being answered EIO and lost
     cdef readonly object fatal
+    # runs an ``async def init``'s coroutine when the INIT thread must not
+    # wait for the loop (mount() called on the loop's own thread: mount.py)
+    cdef public object init_runner
 
     def __cinit__(self, ops, implemented, argv):
         """Create the libfuse session (nothing is opened or mounted yet)."""
@@ -217,14 +220,38 @@ cdef class Session:
         finally:
             free(cargv)
 
-    def __dealloc__(self):
+    def __del__(self):
+        # A finalizer may run on any thread, at any allocation: it runs no
+        # user code (destroy() runs only from Mount.close() / destroy()), it
+        # warns, and __dealloc__ frees.
         if self.se is not NULL and not self.destroyed:
+            warnings.warn('unclosed fuseshim Session (fd %d): the destroy handler was not run; '
+                          'call Mount.close()' % fuse_session_fd(self.se), ResourceWarning,
+                          stacklevel=2)
+
+    def __dealloc__(self):
+        global shim_finalizing_session
+        cdef void *outer
+        if self.se is not NULL and not self.destroyed:
+            # Only free: libfuse would call our destroy callback for a session
+            # that got INIT, and this object is half gone.  Closing the
+            # /dev/fuse fd (in fuse_session_destroy) makes the kernel abort the
+            # connection once no other fd serves it: callers get ENOTCONN
+            # instead of waiting forever.
+            outer = shim_finalizing_session
+            shim_finalizing_session = <void*>self
             fuse_session_destroy(self.se)
+            shim_finalizing_session = outer
             self.se = NULL
         shim_readfd_drop_session(<void*>self)
         free(self.pump_buf.mem)
         if self.lock is not NULL:
             PyThread_free_lock(self.lock)
+
+    @property
+    def backing_handles(self):
+        """How many handles hold a passthrough backing id (FileInfo.backing_fd)."""
+        return len(self.backing_ids)
 
     @property
     def uses_async(self):
@@ -413,7 +440,10 @@ cdef class Session:
             if h is not None:
                 r = _run_bare(self, h)
                 if inspect.iscoroutine(r):
-                    asyncio.run_coroutine_threadsafe(r, self.loop).result()
+                    if self.init_runner is not None:
+                        self.init_runner(r)
+                    else:
+                        asyncio.run_coroutine_threadsafe(r, self.loop).result()
         except BaseException as exc:
             self.init_error = exc
             self._fail_init()
@@ -441,7 +471,11 @@ cdef class Session:
         try:
             r = _run_bare(self, h)
             if inspect.iscoroutine(r):
-                if self.loop is not None and self.loop.is_running():
+                if self.loop is not None and _running_loop() is self.loop:
+                    # close() on the loop's own thread: waiting for the loop
+                    # would stall (it cannot turn while close() runs)
+                    run_on_blocked_loop(r, self.loop, 'destroy')
+                elif self.loop is not None and self.loop.is_running():
                     asyncio.run_coroutine_threadsafe(r, self.loop).result(30)
                 else:
                     asyncio.run(r)
@@ -521,7 +555,10 @@ cdef class Session:
         p.task.add_done_callback(p.done)
         return False
 
-    cdef void _reply_exception(self, fuse_req_t req, int op, object exc) noexcept:
+    cdef void _reply_exception(self, fuse_req_t req, int op, object exc,
+                               bint building=False) noexcept:
+        # building: the exception came while fuseshim built the handler's
+        # arguments (the handler never ran)
         cdef int err = errno.EIO
         if isinstance(exc, FUSEError) and isinstance(exc.errno, int) and 0 < exc.errno < 4096:
             err = exc.errno
@@ -533,6 +570,9 @@ cdef class Session:
                 log.error('fuseshim: %s handler raised %s; the filesystem stops serving and '
                           'Mount.wait()/close() raise it', OP_NAMES[op], type(exc).__name__)
             self.exit()
+        elif building:
+            log.error('fuseshim: building the arguments of %s failed (the handler was not '
+                      'called); answering EIO', OP_NAMES[op], exc_info=exc)
         else:
             log.error('fuseshim: %s handler raised; answering EIO', OP_NAMES[op], exc_info=exc)
         if op == OP_FORGET or op == OP_RETRIEVE_REPLY:
@@ -542,7 +582,8 @@ cdef class Session:
 
     # ------------------------------------------------------- passthrough
 
-    cdef void _attach_backing(self, fuse_req_t req, fuse_file_info *fi, int fd) except *:
+    cdef int _attach_backing(self, fuse_req_t req, fuse_file_info *fi, int fd) except -1:
+        """Register ``fd`` as the handle's passthrough backing file. -> the id."""
         if not self.granted.get('passthrough'):
             raise OSError(errno.ENOSYS, 'FUSE passthrough is not available (needs libfuse >= 3.17, '
                           'Linux >= 6.9, CAP_SYS_ADMIN and passthrough=True)')
@@ -557,6 +598,7 @@ cdef class Session:
         # One dict operation under the GIL needs no lock -- and must not take
         # the session lock: a coroutine's open is answered under it (finish())
         self.backing_ids[fi.fh] = bid
+        return bid
 
     cdef void _detach_backing(self, fuse_req_t req, uint64_t fh) noexcept:
         if not self.backing_ids:
@@ -564,6 +606,13 @@ cdef class Session:
         bid = self.backing_ids.pop(fh, None)   # atomic under the GIL, as above
         if bid is not None:
             shim_passthrough_close(req, bid)
+
+    cdef void _release_backing(self, uint64_t fh, int backing_id) noexcept:
+        """Undo _attach_backing for a handle the kernel never got (its open
+        reply failed).  By the session's fd: the request is gone already."""
+        if self.backing_ids.get(fh) == backing_id:
+            del self.backing_ids[fh]
+        shim_backing_close(fuse_session_fd(self.se), backing_id)
 
     # ------------------------------------------------------- notifications
 
@@ -607,6 +656,46 @@ cdef class Session:
         with nogil:
             rc = fuse_lowlevel_notify_retrieve(self.se, inode, size, offset, <void*>cookie)
         _check_notify(rc, 'notify_retrieve')
+
+
+def run_on_blocked_loop(coro, loop, what):
+    """Run the coroutine of an ``async def`` init or destroy on the thread of
+    ``loop`` while that loop cannot turn (mount() or close() was called from
+    one of its callbacks and blocks it): step it in place, as the loop would,
+    until it finishes -> its result.  Bare yields (``asyncio.sleep(0)``) are
+    resumed at once.  One that waits for a future only the loop can complete:
+    an init fails with RuntimeError naming it (the mount cannot wait); a
+    destroy goes on as a Task of the loop, which finishes it once close()
+    has returned."""
+    context = contextvars.copy_context()   # as a Task would
+    while True:
+        try:
+            yielded = context.run(coro.send, None)
+        except StopIteration as stop:
+            return stop.value
+        if yielded is not None:
+            break
+    if what == 'init':
+        coro.close()
+        raise RuntimeError(
+            'async def init awaited %r, which needs the event loop, but mount() was called on '
+            "that loop's own thread and blocks it: await only what completes at once, or call "
+            'mount() from another thread (e.g. await loop.run_in_executor(None, ...))' % (yielded,))
+    cdef _Resumed rest = _Resumed.__new__(_Resumed)
+    rest.coro = coro
+    rest.first = yielded
+    task = context.run(loop.create_task, rest)
+    log.warning('fuseshim: the async %s handler awaits %r, which needs the event loop, but '
+                "close() was called on that loop's own thread: it finishes on the loop after "
+                'close() returns', what, yielded)
+    return task
+
+
+cdef object _running_loop():
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 cdef object _run_bare(Session s, handler):

@@ -13,10 +13,12 @@ otherwise), then the workers, then wait for INIT to be answered.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import logging
 import os
+import queue
 import select
 import signal
 import stat
@@ -24,9 +26,10 @@ import subprocess
 import tempfile
 import threading
 import time
+import warnings
 
 from . import fusermount, kernel
-from ._core import Session, sys_mount, sys_umount, wake_signal
+from ._core import Session, run_on_blocked_loop, sys_mount, sys_umount, wake_signal
 from .errors import InitError, InitTimeout, MountError, SyncInitUnavailable
 from .operations import implemented_operations
 from .options import parse_options
@@ -97,6 +100,7 @@ class Mount:
         self._closed = False
         self._close_lock = threading.Lock()
         self._fatal_raised = False
+        self._init_here = None        # _InitOnCallingThread, when init must run on our thread
 
     # ------------------------------------------------------------ public
 
@@ -184,6 +188,35 @@ class Mount:
         self._raise_fatal()
 
     unmount = close
+
+    def __del__(self):
+        # A finalizer runs no user code: destroy() runs only from close().  An
+        # unclosed Mount warns; as root it is also detached (lazy unmount, as
+        # close() does), so the workers end once the kernel lets go and the
+        # session is then freed without its destroy handler.  Without root
+        # (fusermount3 would need a child process) it stays mounted and served
+        # until the process exits, when the kernel ends the connection.
+        if getattr(self, '_closed', True) or getattr(self, '_session', None) is None:
+            return
+        message = f'unclosed {self!r}: call close() or use "with"; its destroy handler was not run'
+        self._closed = True
+        try:
+            warnings.warn(message, ResourceWarning, source=self)
+        finally:  # detached even where warnings are errors (-W error)
+            self._detach_unclosed()
+
+    def _detach_unclosed(self):
+        try:
+            if not (self._mounted and kernel.has_cap_sys_admin()):
+                return
+            self._mounted = False
+            with contextlib.suppress(OSError):  # EINVAL: unmounted from outside already
+                sys_umount(self.mountpoint, MNT_DETACH)
+            self._session.exit()
+            if self._own_loop_thread is not None:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+        except Exception:  # noqa: BLE001 -- a finalizer must not raise (e.g. at shutdown)
+            pass
 
     def __enter__(self):
         return self
@@ -307,7 +340,20 @@ class Mount:
             self._own_loop_thread = threading.Thread(target=self._loop.run_forever,
                                                      name='fuseshim-asyncio', daemon=True)
             self._own_loop_thread.start()
+        elif (asyncio.iscoroutinefunction(getattr(self.ops, 'init', None))
+              and (_running_loop() is self._loop or not self._loop.is_running())):
+            # The INIT thread cannot hand an async init to this loop: mount()
+            # blocks it (called on its thread) or nobody runs it yet.
+            self._init_here = _InitOnCallingThread(self._loop)
+            s.init_runner = self._init_here.run
         s.loop = self._loop
+
+    def _blocking(self, fn, *args):
+        """fn(*args) for a startup step that waits for INIT: here, or on a
+        helper thread while this one runs an async init (_InitOnCallingThread)."""
+        if self._init_here is None:
+            return fn(*args)
+        return self._init_here.call(fn, *args)
 
     def _spawn_workers(self, count, until_init=False):
         for _ in range(count):
@@ -354,8 +400,8 @@ class Mount:
         root_mode = stat.S_IFMT(os.stat(self.mountpoint).st_mode)
         self.mount_called_ns = time.monotonic_ns()
         try:
-            sys_mount(mo.fsname, self.mountpoint, mo.fstype(), mo.mount_flags(),
-                      mo.mount_data(fd, root_mode))
+            self._blocking(sys_mount, mo.fsname, self.mountpoint, mo.fstype(), mo.mount_flags(),
+                           mo.mount_data(fd, root_mode))
         except OSError as e:
             returned.set()
             watchdog.join()
@@ -442,7 +488,7 @@ class Mount:
         self.conn_minor = self._find_minor()
         self._spawn_workers(1 if self.serve != 'threads' else self.workers,
                             until_init=self.serve != 'threads')
-        if not s.init_event.wait(self.init_timeout):
+        if not self._blocking(s.init_event.wait, self.init_timeout):
             if self.conn_minor is not None:
                 kernel.abort_connection(self.conn_minor)
             raise InitTimeout(errno.ETIMEDOUT, f'FUSE_INIT was not answered within '
@@ -523,6 +569,70 @@ class Mount:
     def _destroy_when_idle(self):
         self._served_stopped(None)
         self._session.destroy()
+
+
+class _InitOnCallingThread:
+    """Runs an ``async def init`` on the thread that called mount(), for a
+    ``loop=`` that thread owns: it runs the loop (mount() was called from one
+    of the loop's callbacks or coroutines) or nobody runs it yet.  The INIT
+    thread hands the coroutine over and waits; meanwhile a helper thread
+    makes the blocking startup call (mount(2), or the wait for INIT).
+    Otherwise the INIT thread would wait for a loop that waits for mount():
+    a hang until init_timeout, for ever with None."""
+
+    def __init__(self, loop):
+        self._loop = loop
+        self._jobs = queue.SimpleQueue()   # (coroutine, Future) from the INIT thread; None: done
+        self._lock = threading.Lock()
+        self._open = True
+
+    def run(self, coro):
+        """On the INIT thread (Session.init_runner): run ``coro`` over there."""
+        done = concurrent.futures.Future()
+        with self._lock:
+            if not self._open:
+                coro.close()
+                raise RuntimeError('mount() no longer waits for FUSE_INIT')
+            self._jobs.put((coro, done))
+        return done.result()
+
+    def call(self, fn, *args):
+        """fn(*args) on a helper thread; run init coroutines here meanwhile."""
+        outcome = concurrent.futures.Future()
+
+        def blocking():
+            try:
+                outcome.set_result(fn(*args))
+            except BaseException as e:  # noqa: BLE001 -- re-raised on the calling thread
+                outcome.set_exception(e)
+            self._jobs.put(None)
+        helper = threading.Thread(target=blocking, name='fuseshim-mount', daemon=True)
+        helper.start()
+        try:
+            while (job := self._jobs.get()) is not None:
+                coro, done = job
+                try:
+                    done.set_result(self._run_here(coro))
+                except BaseException as e:  # noqa: BLE001 -- the INIT thread reports it
+                    done.set_exception(e)
+        finally:
+            with self._lock:
+                self._open = False
+            while True:  # handed over after the end: nobody will run them
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not None:
+                    job[0].close()
+                    job[1].set_exception(RuntimeError('mount() no longer waits for FUSE_INIT'))
+            helper.join()
+        return outcome.result()
+
+    def _run_here(self, coro):
+        if _running_loop() is self._loop:   # blocked by our caller: step in place
+            return run_on_blocked_loop(coro, self._loop, 'init')
+        return self._loop.run_until_complete(coro)   # nobody runs it: run it here
 
 
 def _running_loop():

@@ -46,6 +46,19 @@ static inline int shim_passthrough_close(fuse_req_t req, int backing_id) {
 #endif
 }
 
+/* fuse_passthrough_close() without a request: it reaches the session through
+ * req, which a failed reply has freed already.  The same ioctl libfuse makes
+ * (FUSE_DEV_IOC_BACKING_CLOSE, Linux >= 6.9, older kernel headers lack it). */
+static inline int shim_backing_close(int devfd, int backing_id) {
+#if HAVE_FUSE_PASSTHROUGH_OPEN
+    uint32_t id = (uint32_t)backing_id;
+    return ioctl(devfd, _IOW(229, 2, uint32_t), &id) < 0 ? -errno : 0;
+#else
+    (void)devfd; (void)backing_id;
+    return -ENOSYS;
+#endif
+}
+
 static inline void shim_fi_set_backing_id(struct fuse_file_info *fi, int id) {
 #if HAVE_FI_BACKING_ID
     fi->backing_id = id;

@@ -213,6 +213,18 @@ def _check(rc):
     return rc
 
 
+def _backing_flags(flags) -> int:
+    """Open flags for a backing descriptor: without O_APPEND.  The kernel
+    places every WRITE itself -- an append at its i_size, under the inode
+    lock -- and also writes a shared mapping's dirty pages back through *any*
+    writable handle of the file, an O_APPEND one included.  pwrite() on an
+    O_APPEND descriptor ignores its offset (Linux appends), so those pages
+    would land at end of file instead of in place.  (Appends racing with
+    writers outside the mount lose atomicity, as in libfuse's passthrough_ll
+    with the write-back cache.)"""
+    return flags & ~os.O_APPEND
+
+
 def _proc(fd) -> str:
     return f'/proc/self/fd/{fd}'
 
@@ -574,7 +586,7 @@ class PassthroughFS(fuseshim.Operations):
             if not os.access(path, os.X_OK, effective_ids=True):
                 raise FUSEError(errno.EACCES)
             flags &= ~FMODE_EXEC
-        fd = os.open(path, flags & ~(os.O_NOFOLLOW | os.O_CREAT | os.O_EXCL))
+        fd = os.open(path, _backing_flags(flags) & ~(os.O_NOFOLLOW | os.O_CREAT | os.O_EXCL))
         if not self.act_as_caller:   # as the caller, the O_TRUNC cleared them
             self._kill_suidgid(fd, ctx)
         self._add_file(fd, flags)
@@ -586,8 +598,8 @@ class PassthroughFS(fuseshim.Operations):
         buffered = None
         if flags & os.O_DIRECT and flags & os.O_ACCMODE != os.O_RDONLY:
             try:
-                buffered = os.open(_proc(fd), flags & ~(os.O_DIRECT | os.O_CREAT | os.O_EXCL
-                                                        | os.O_TRUNC | os.O_NOFOLLOW))
+                buffered = os.open(_proc(fd), _backing_flags(flags) & ~(
+                    os.O_DIRECT | os.O_CREAT | os.O_EXCL | os.O_TRUNC | os.O_NOFOLLOW))
             except BaseException:
                 os.close(fd)
                 raise
@@ -599,7 +611,7 @@ class PassthroughFS(fuseshim.Operations):
     @_op
     @_as_caller
     def create(self, parent_inode, name, mode, flags, ctx):
-        fd = os.open(name, (flags | os.O_CREAT) & ~os.O_NOFOLLOW, mode,
+        fd = os.open(name, _backing_flags(flags | os.O_CREAT) & ~os.O_NOFOLLOW, mode,
                      dir_fd=self._fd(parent_inode))
         try:
             if not self.act_as_caller:   # an existing file opened O_TRUNC
@@ -861,8 +873,19 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if not os.path.isdir(args.source):
         p.error(f'{args.source}: not a directory')
+    raise_open_file_limit()
     cls = AsyncPassthroughFS if args.use_async else PassthroughFS
     return _cli.run(cls(args.source, act_as_caller=False if args.as_daemon else None), args)
+
+
+def raise_open_file_limit():
+    """One O_PATH descriptor per inode the kernel remembers: a tree of a few
+    thousand files exhausts the usual soft limit of 1,024 (EMFILE).  Raise it
+    to the hard limit, as libfuse's passthrough_hp does (maximize_fd_limit)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 if __name__ == '__main__':

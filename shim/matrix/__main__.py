@@ -83,8 +83,9 @@ def parser() -> argparse.ArgumentParser:
                          'line "matrix={include: [...]}"')
     ap.add_argument('--check', action='store_true', help='check the matrix file and exit')
     ap.add_argument('--install-prereqs', action='store_true',
-                    help='install what the runner needs (qemu-system-x86 via apt; meson, '
-                         'ninja, build, twine, PyYAML via pip) and exit')
+                    help='install what the runner needs (qemu-system-x86, e2fsprogs, '
+                         'liburing-dev, libnuma-dev via apt; meson, ninja, build, twine, '
+                         'PyYAML, python-debian via pip) and exit')
     ap.add_argument('--quiet', '-q', action='store_true', help='no live progress')
     return ap
 
@@ -136,7 +137,9 @@ def list_clients(cfg, cells, client_names) -> None:
 
 
 def install_prereqs() -> int:
-    cmds = [['apt-get', 'install', '-y', '--no-install-recommends', 'qemu-system-x86'],
+    from .libfuse import URING_BUILD_DEPS
+    cmds = [['apt-get', 'install', '-y', '--no-install-recommends', 'qemu-system-x86',
+             'e2fsprogs', *URING_BUILD_DEPS],
             [sys.executable, '-m', 'pip', 'install', 'meson', 'ninja', 'build', 'twine',
              'PyYAML', 'python-debian', 'pytest', 'meson-python', 'Cython']]
     for cmd in cmds:
@@ -199,7 +202,7 @@ def main(argv=None) -> int:
     packaging = args.packaging
     if packaging is None:
         packaging = bool(preset and preset.get('packaging'))
-    all_packaging = sorted({c.libfuse['version'] for c in cells}, key=model.vtuple) \
+    all_packaging = sorted({c.libfuse['version'] for c in cells}, key=model.row_key) \
         if packaging else []
     selection = [c.id for c in cells]
     packaging_versions = None

@@ -22,6 +22,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from .schema import upstream
 from .util import Log, StageError, read_json, run, write_json
 
 BUILD_OPTIONS = ['-Dutils=true', '-Duseroot=true', '-Dinitscriptdir=',
@@ -77,7 +78,42 @@ def meson_cmd() -> list[str]:
 
 def spec_key(entry: dict) -> dict:
     return {'version': entry['version'], 'source': entry['source'], 'debian': entry['debian'],
-            'options': BUILD_OPTIONS, 'layout': 4}
+            'options': BUILD_OPTIONS, 'io_uring': entry.get('io_uring', False), 'layout': 5}
+
+
+URING_OPTION = 'enable-io-uring'      # libfuse >= 3.18
+URING_BUILD_DEPS = ('liburing-dev', 'libnuma-dev')
+
+
+def uring_options(entry: dict, source_tree: str) -> list[str]:
+    """libfuse >= 3.18 compiles the io_uring transport in whenever liburing
+    and libnuma are found, so say it either way: a row that does not ask
+    for it must not change when a host happens to have liburing-dev."""
+    with open(os.path.join(source_tree, 'meson_options.txt')) as f:
+        has_option = f"option('{URING_OPTION}'" in f.read()
+    if not has_option:
+        if entry.get('io_uring'):
+            raise StageError(f'libfuse {entry["version"]} has no io_uring transport '
+                             f'(no {URING_OPTION} build option; it came with 3.18)')
+        return []
+    return [f'-D{URING_OPTION}={"true" if entry.get("io_uring") else "false"}']
+
+
+def _check_uring(prefix: 'LibfusePrefix', entry: dict, log: Log):
+    """The built library links liburing exactly when the row asked for the
+    transport (meson drops it silently when liburing is missing)."""
+    from ..elf import needed
+    libs = sorted(glob.glob(os.path.join(prefix.libdir, 'libfuse3.so.*.*')))
+    if not libs:
+        raise StageError(f'no libfuse3.so built in {prefix.libdir}')
+    has = any(n.startswith('liburing.so') for n in needed(libs[0]))
+    log.write(f'{libs[0]}: io_uring transport {"compiled in" if has else "not compiled in"}')
+    if has != bool(entry.get('io_uring')):
+        hint = (f' (install {" and ".join(URING_BUILD_DEPS)}: fuseshim-matrix '
+                '--install-prereqs)' if not has else '')
+        raise StageError(f'libfuse {entry["version"]}: io_uring transport '
+                         f'{"compiled in" if has else "missing"}, but the row says '
+                         f'io_uring: {bool(entry.get("io_uring"))}{hint}')
 
 
 def ensure_libfuse(entry: dict, cache: str, apt, log: Log, rebuild=False,
@@ -124,12 +160,15 @@ def _from_source(entry, root, apt, log, timeout) -> LibfusePrefix:
     log.section('meson setup + ninja install')
     run(meson_cmd() + ['setup', build, tops[0], f'--prefix={prefix}', '--libdir=lib',
                        '--buildtype=debugoptimized', *BUILD_OPTIONS,
+                       *uring_options(entry, tops[0]),
                        f'-Dudevrulesdir={prefix}/lib/udev/rules.d'],
         env=env, log=log, timeout=timeout)
     run(meson_cmd() + ['install', '-C', build, '--quiet'], env=env, log=log, timeout=timeout)
-    _check_fusermount(os.path.join(prefix, 'bin', 'fusermount3'), entry['version'], log)
+    _check_fusermount(os.path.join(prefix, 'bin', 'fusermount3'), upstream(entry['version']), log)
     pcdir = os.path.join(prefix, 'lib', 'pkgconfig')
-    return LibfusePrefix(entry['version'], prefix, pcdir, os.path.join(prefix, 'lib'), log.path)
+    res = LibfusePrefix(entry['version'], prefix, pcdir, os.path.join(prefix, 'lib'), log.path)
+    _check_uring(res, entry, log)
+    return res
 
 
 def _check_fusermount(path: str, version: str, log: Log):
@@ -208,8 +247,9 @@ def _check_pc(res: LibfusePrefix, log: Log):
                            text=True, env=env)
     log.write(f'pkg-config fuse3 in {res.pkgconfig_dir}: {ver.stdout.strip()} '
               f'{flags.stdout.strip()} {ver.stderr.strip()}')
-    if ver.returncode != 0 or ver.stdout.strip() != res.version:
+    if ver.returncode != 0 or ver.stdout.strip() != upstream(res.version):
         raise StageError(f'pkg-config in {res.pkgconfig_dir} reports '
-                         f'{ver.stdout.strip() or ver.stderr.strip()!r}, expected {res.version}')
+                         f'{ver.stdout.strip() or ver.stderr.strip()!r}, expected '
+                         f'{upstream(res.version)}')
     if os.path.dirname(res.prefix) not in flags.stdout:
         raise StageError(f'pkg-config fuse3 does not point into {res.prefix}: {flags.stdout}')

@@ -23,7 +23,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from .schema import AXES, MatrixError
+from .schema import AXES, MatrixError, upstream
 
 
 def vtuple(version: str) -> tuple[int, ...]:
@@ -32,6 +32,12 @@ def vtuple(version: str) -> tuple[int, ...]:
     if not m:
         raise ValueError(f'not a version: {version!r}')
     return tuple(int(x) for x in m.group(1).split('.'))
+
+
+def row_key(row_version: str) -> tuple:
+    """Order of libfuse rows: by version, a variant ("3.18.3-uring") after
+    its release -- a total order, so every machine sorts (and shards) alike."""
+    return vtuple(row_version), row_version
 
 
 def version_ge(a: str, b: str) -> bool:
@@ -53,6 +59,7 @@ class Expectation:
     outcome: str = 'pass'        # 'pass' | 'fail' (known failure)
     reason: str = ''
     sync_init: bool = False      # does the kernel have FUSE_DEV_IOC_SYNC_INIT
+    io_uring: bool = False       # FUSE-over-io_uring transport compiled into libfuse
 
     def to_dict(self):
         return dict(self.__dict__)
@@ -129,8 +136,9 @@ def expectation(cfg: dict, lf: dict, kernel: dict, startup: str,
                 host_release: str | None = None) -> Expectation:
     sync_ok = kernel_sync_init(cfg, kernel, host_release)
     e = Expectation(startup_path=expected_path(startup, sync_ok), soname=expected_soname(lf),
-                    libfuse_version=lf['version'], features=expected_features(cfg, lf),
-                    sync_init=sync_ok)
+                    libfuse_version=upstream(lf['version']),
+                    features=expected_features(cfg, lf), sync_init=sync_ok,
+                    io_uring=lf.get('io_uring', False))
     axes = {'libfuse': lf['version'], 'kernel': kernel['name'], 'startup': startup}
     for rule in cfg['rules']['expect']:
         if not matches(rule, axes):
@@ -314,6 +322,10 @@ def judge(cell: Cell) -> tuple[str, list[str]]:
                                 '(update "features" in the matrix file?)')
             elif bool(feats[name]) != want:
                 problems.append(f'feature {name!r} is {feats[name]}, expected {want}')
+        got_uring = (probe.get('io_uring') or {}).get('libfuse')
+        if got_uring is not None and got_uring != e.io_uring:
+            problems.append(f'io_uring transport {"in" if got_uring else "not in"} libfuse, '
+                            f'expected {"in" if e.io_uring else "not in"}')
         for p in probe.get('problems') or []:
             problems.append(p)
     elif 'probe' in r:

@@ -38,7 +38,7 @@ def columns(cells):
 
 
 def grid(cells, packaging: dict):
-    rows = sorted({c.libfuse['version'] for c in cells} | set(packaging), key=model.vtuple)
+    rows = sorted({c.libfuse['version'] for c in cells} | set(packaging), key=model.row_key)
     cols = columns(cells)
     by = {(c.libfuse['version'], c.kernel['name'], c.startup): c for c in cells}
     return rows, cols, by
@@ -248,7 +248,7 @@ def markdown(cells, packaging, summary, meta, clients=None) -> str:
     if packaging:
         lines += ['', '## Packaging', '', '| libfuse | status | wheel | soname | twine | '
                   'tests on the wheel | log |', '|---|---|---|---|---|---|---|']
-        for v, p in sorted(packaging.items(), key=lambda kv: model.vtuple(kv[0])):
+        for v, p in sorted(packaging.items(), key=lambda kv: model.row_key(kv[0])):
             t = p.get('tests') or {}
             lines.append(f'| {v} | {SYMBOL.get(p.get("status"))} | {p.get("wheel", "-")} | '
                          f'{p.get("soname", "-")} | {p.get("twine", "-")} | '
@@ -426,7 +426,7 @@ def html_report(cells, packaging, summary, meta, clients=None) -> str:
         out.append('</table></details>')
     if packaging:
         out.append('<h2>Packaging</h2>')
-        for v, p in sorted(packaging.items(), key=lambda kv: model.vtuple(kv[0])):
+        for v, p in sorted(packaging.items(), key=lambda kv: model.row_key(kv[0])):
             st = p.get('status') or 'none'
             out.append(f'<details id="pkg-{e(v)}"{" open" if st != "pass" else ""}>'
                        f'<summary><b>libfuse {e(v)}</b>: {SYMBOL.get(st, st)}</summary><table>')

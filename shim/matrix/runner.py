@@ -112,7 +112,7 @@ class Runner:
         fuse_before = _fuse_mounts()
         packaging = self.packaging_versions(cells)
         versions = sorted({c.libfuse['version'] for c in cells} | set(packaging),
-                          key=model.vtuple)
+                          key=model.row_key)
         vm_kernels = sorted({c.kernel['name'] for c in cells if c.is_vm})
         native = [c for c in cells if not c.is_vm]
         groups = {k: [c for c in cells if c.is_vm and c.kernel['name'] == k] for k in vm_kernels}
@@ -617,7 +617,7 @@ class Runner:
             return []
         if self.o.packaging_versions is not None:
             return list(self.o.packaging_versions)
-        return sorted({c.libfuse['version'] for c in cells}, key=model.vtuple)
+        return sorted({c.libfuse['version'] for c in cells}, key=model.row_key)
 
     def summary(self, cells) -> dict:
         unexpected = [c.id for c in cells if c.result.get('status') in model.UNEXPECTED]

@@ -21,6 +21,9 @@ KERNEL_TYPES = ('host', 'vm')
 OUTCOMES = ('pass', 'fail')
 STARTUP_PATHS = ('sync', 'classic')
 VERSION_RE = re.compile(r'^\d+\.\d+(\.\d+)?$')
+# a libfuse row: its upstream version, optionally with a variant of the same
+# release built differently ("3.18.3-uring"); the variant names the row
+LIBFUSE_ROW_RE = re.compile(r'^\d+\.\d+(\.\d+)?(-[a-z][a-z0-9]*)?$')
 NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._+-]*$')
 
 # vm_path '@path': the same suite as on the host; None (null): the probe only
@@ -193,7 +196,7 @@ class Checker:
             return None
         v = d[key]
         p = f'{path}.{key}' if path else key
-        if isinstance(v, float) and pattern is VERSION_RE:
+        if isinstance(v, float) and pattern in (VERSION_RE, LIBFUSE_ROW_RE):
             self.err(p, f'{v!r} is a number and YAML drops trailing zeros (3.10 becomes 3.1); '
                      f'quote versions: "{v}"', d, key)
             return None
@@ -412,10 +415,11 @@ def _check_libfuse(c: Checker, doc) -> list:
     out = []
     seen = set()
     for _i, p, e in c.entries(doc, 'libfuse', 'libfuse versions'):
-        c.keys(e, p, {'version', 'source', 'debian', 'soname', 'features', 'note'},
+        c.keys(e, p, {'version', 'source', 'debian', 'soname', 'features', 'note', 'io_uring'},
                {'version', 'source'})
-        ver = c.string(e, 'version', p, pattern=VERSION_RE,
-                       pattern_msg='is not a version like "3.14.0"')
+        ver = c.string(e, 'version', p, pattern=LIBFUSE_ROW_RE,
+                       pattern_msg='is not a version like "3.14.0" (or "3.18.3-uring": a '
+                                   'variant of that release)')
         src = c.string(e, 'source', p, choices=LIBFUSE_SOURCES)
         if ver is not None:
             if ver in seen:
@@ -423,7 +427,10 @@ def _check_libfuse(c: Checker, doc) -> list:
             seen.add(ver)
         entry = {'version': ver, 'source': src, 'debian': None,
                  'soname': c.string(e, 'soname', p), 'note': c.string(e, 'note', p) or '',
-                 'features': {}}
+                 'features': {}, 'io_uring': bool(c.boolean(e, 'io_uring', p))}
+        if entry['io_uring'] and src != 'apt-source':
+            c.err(f'{p}.io_uring', 'only a libfuse built from source (apt-source) can be '
+                  'built with the io_uring transport', e, 'io_uring')
         if src in ('apt-source', 'apt-binary'):
             if 'debian' not in e:
                 c.err(p, f'source {src!r} needs a "debian" mapping (package, version, suite)', e)
@@ -439,7 +446,7 @@ def _check_libfuse(c: Checker, doc) -> list:
                 if src == 'apt-binary' and 'packages' in d and not deb['packages']:
                     c.err(f'{dp}.packages', 'list the binary packages to unpack '
                           '(e.g. [libfuse3-3, libfuse3-dev])', d, 'packages')
-                if deb['version'] and ver and not deb['version'].startswith(ver):
+                if deb['version'] and ver and not deb['version'].startswith(upstream(ver)):
                     c.err(f'{dp}.version', f'Debian version {deb["version"]!r} does not belong '
                           f'to upstream version {ver!r}', d, 'version')
                 entry['debian'] = deb
@@ -692,6 +699,11 @@ def _check_client_selection(c: Checker, p, path, names) -> list | None:
             c.err(f'{path}.clients', f'{n!r} is no client of the file (known: '
                   f'{", ".join(names) or "none"}; or "all")', p, 'clients')
     return [n for n in got if n in names]
+
+
+def upstream(row_version: str) -> str:
+    """'3.18.3-uring' -> '3.18.3': the libfuse release a matrix row builds."""
+    return row_version.split('-', 1)[0]
 
 
 def load(path) -> dict:
