@@ -32,10 +32,10 @@ PEER_CACHE = Path(os.environ.get('FUSESHIM_PEER_CACHE')
                           or Path.home() / '.cache' / 'fuseshim') / 'peers')
 STARTUPS = ('sync', 'classic')
 
-# Peer versions whose sdists the example tests download.
+# The peer version whose sdist the example tests download (fusepy's and
+# mfusepy's sdists ship no examples: the matrix's clients stage runs real
+# programs on those APIs instead).
 PYFUSE3_VERSION = '3.5.0'
-FUSEPY_VERSION = '3.0.1'
-MFUSEPY_VERSION = '3.1.1'
 
 
 # ---------------------------------------------------------------- mounts
@@ -238,25 +238,6 @@ def peer_sdist(name: str, version: str) -> Path:
         pytest.skip(f'no package index reachable for the {name} {version} sdist: {e}')
 
 
-def fusepy_examples(name: str, version: str) -> Path:
-    """The example directory of fusepy/mfusepy.  Their sdists on PyPI carry
-    no examples (only fuse.py / mfusepy.py and tests), and PyPI is the only
-    source tests may fetch from; so the examples are read from a checkout of
-    the peer's repository placed in the peer cache (or $FUSESHIM_<NAME>_EXAMPLES)."""
-    top = peer_sdist(name, version)
-    if (top / 'examples').is_dir():
-        return top / 'examples'
-    env = os.environ.get(f'FUSESHIM_{name.upper()}_EXAMPLES')
-    candidates = [Path(env)] if env else []
-    candidates.append(PEER_CACHE / f'{name}-examples')
-    for c in candidates:
-        if (c / 'memory.py').is_file():
-            return c
-    pytest.skip(f'the {name} {version} sdist on PyPI ships no examples/ and no checkout of '
-                f'them is in {PEER_CACHE / (name + "-examples")} '
-                f'(or $FUSESHIM_{name.upper()}_EXAMPLES)')
-
-
 def rewrite_imports(src: Path, dst: Path, rules) -> Path:
     """Copy an example with only its import lines rewritten (``rules``:
     (regex, replacement) applied to whole lines)."""
@@ -279,13 +260,6 @@ PYFUSE3_RULES = [
     (r'^import pyfuse3$', 'import fuseshim.compat.pyfuse3 as pyfuse3'),
     (r'^from pyfuse3 import', 'from fuseshim.compat.pyfuse3 import'),
 ]
-FUSEPY_RULES = [(r'^from fuse import', 'from fuseshim.compat.fusepy import'),
-                (r'^import fuse$', 'import fuseshim.compat.fusepy as fuse')]
-MFUSEPY_RULES = [(r'^import mfusepy as fuse$', 'import fuseshim.compat.mfusepy as fuse'),
-                 (r'^import mfusepy$', 'import fuseshim.compat.mfusepy as mfusepy'),
-                 (r'^from mfusepy import', 'from fuseshim.compat.mfusepy import')]
-
-
 def run_example(script: Path, args, mnt, body, *, env_api, startup=None, stop='umount',
                 cwd=None, timeout=60.0, env=None):
     cmd = [sys.executable, script, *args]

@@ -491,3 +491,266 @@ def test_sitecustomize_drops_editable_finders_without_asking_them():
     assert ours not in left and not ours.asked
     assert other_broken not in left
     assert other_unrelated in left and plain in left and not plain.asked
+
+
+# ---------------------------------------------------------------- clients stage
+
+CLIENTS = MINIMAL + '''
+clients:
+  - name: demo
+    project: demo-fs
+    version: "1.2.0"
+    peer: fusepy
+    module: fuse
+    apt: [libfuse2]
+    pip: [pytest]
+    env: {DEMO: "1"}
+    tests: {from: sdist, args: [tests/]}
+presets:
+  only-clients: {clients: all, tests: false}
+'''
+
+
+def test_repository_clients_are_the_issues_projects():
+    cfg = schema.load(MATRIX)
+    pins = {e['name']: (e['project'], e['version'], e['peer'], e['module'])
+            for e in cfg['clients']}
+    assert pins == {'pyfuse3': ('pyfuse3', '3.5.0', 'pyfuse3', 'pyfuse3'),
+                    'mfusepy': ('mfusepy', '3.1.1', 'mfusepy', 'mfusepy'),
+                    'borg1.4': ('borgbackup', '1.4.5', 'pyfuse3', 'pyfuse3'),
+                    'borg2.0': ('borgbackup', '2.0.0b23', 'mfusepy', 'mfusepy'),
+                    'ratarmount': ('ratarmount', '1.3.0', 'mfusepy', 'mfusepy'),
+                    'fsspec': ('fsspec', '2026.9.0', 'fusepy', 'fuse')}
+    ci = set(cfg['presets']['ci']['clients'])
+    assert {'pyfuse3', 'mfusepy', 'ratarmount', 'fsspec'} <= ci
+    assert set(cfg['presets']['clients']['clients']) == set(pins)
+
+
+def test_schema_peers_are_the_ones_the_import_hook_provides():
+    import _fuseshim_provide
+    assert set(schema.PEER_MODULES) == set(_fuseshim_provide.PROVIDES)
+    for peer, modules in schema.PEER_MODULES.items():
+        assert set(modules) == set(_fuseshim_provide.PROVIDES[peer])
+
+
+def test_clients_section_is_read():
+    cfg = load(CLIENTS)
+    [e] = cfg['clients']
+    assert (e['name'], e['project'], e['version'], e['peer'], e['module']) == \
+        ('demo', 'demo-fs', '1.2.0', 'fusepy', 'fuse')
+    assert e['tests'] == {'from': 'sdist', 'args': ['tests/'], 'scenario': None}
+    assert e['env'] == {'DEMO': '1'} and e['timeout'] == schema.CLIENT_DEFAULT_TIMEOUT
+    assert cfg['presets']['only-clients']['clients'] == ['demo']
+    assert cfg['presets']['only-clients']['tests']['path'] is None
+
+
+@pytest.mark.parametrize('change, message', [
+    (('version: "1.2.0"', 'version: 1.20'), 'line 16: clients[0].version: 1.2 is a number'),
+    (('version: "1.2.0"', 'version: ">=1.2"'), "line 16: clients[0].version: '>=1.2' is not one "
+                                               'pinned release'),
+    (('peer: fusepy', 'peer: llfuse'), "line 17: clients[0].peer: 'llfuse' is not one of"),
+    (('module: fuse', 'module: mfusepy'), "line 18: clients[0].module: 'mfusepy' is not a "
+                                          'module fuseshim provides for fusepy (fuse)'),
+    (('    project: demo-fs\n', ''), "clients[0]: missing required key 'project'"),
+    (('    apt: [libfuse2]', '    apts: [libfuse2]'), "line 19: clients[0].apts: unknown key "
+                                                     "(did you mean 'apt'?)"),
+    (('{from: sdist, args: [tests/]}', '{from: sdist}'),
+     'line 22: clients[0].tests: from: sdist needs "args"'),
+    (('{from: sdist, args: [tests/]}', '{from: scenario, scenario: nosuch}'),
+     "clients[0].tests.scenario: no scenario 'nosuch'"),
+    (('{from: sdist, args: [tests/]}', '{from: git, args: [x]}'),
+     "clients[0].tests.from: 'git' is not one of"),
+    (('env: {DEMO: "1"}', 'env: [DEMO]'), 'line 21: clients[0].env: expected a mapping'),
+    (('{clients: all, tests: false}', '{clients: [demo, other]}'),
+     "presets.only-clients.clients: 'other' is no client of the file (known: demo"),
+])
+def test_clients_errors_name_the_line(change, message):
+    text = errors_of(CLIENTS.replace(*change))
+    assert message in text, text
+
+
+def test_duplicate_client_and_known_failures_need_reasons():
+    dup = CLIENTS.replace('presets:', textwrap.indent(textwrap.dedent('''\
+        - name: demo
+          project: x
+          version: "1"
+          peer: pyfuse3
+          module: pyfuse3
+          tests: {from: installed, args: [--pyargs, x]}
+          known_failures: [{test: "t::*"}]
+        '''), '  ') + 'presets:')
+    text = errors_of(dup)
+    assert "clients[1].name: 'demo' is listed twice" in text
+    assert "clients[1].known_failures[0]: missing required key 'reason'" in text
+
+
+def _run(outcomes, side='real', error=None):
+    from fuseshim.matrix import clients
+    return {'side': side, 'outcomes': outcomes, 'counts': clients.count(outcomes),
+            **({'error': error} if error else {})}
+
+
+def test_client_comparison_is_per_test_id():
+    from fuseshim.matrix.clients import compare
+    real = _run({'a': 'passed', 'b': 'passed', 'c': 'failed', 'd': 'skipped', 'e': 'error'})
+    same_counts = _run({'a': 'passed', 'b': 'failed', 'c': 'passed', 'd': 'skipped',
+                        'e': 'error'}, 'fuseshim')
+    v = compare(real, same_counts)
+    # equal counts, but b passes only with the real peer: a regression
+    assert v['status'] == 'fail' and [r['test'] for r in v['regressions']] == ['b']
+    assert v['only_fuseshim_passed'] == ['c'] and v['both_failed'] == ['e']
+    # failing on both sides is reported, not counted against fuseshim
+    ok = compare(real, _run({'a': 'passed', 'b': 'passed', 'c': 'failed', 'd': 'skipped',
+                             'e': 'failed'}, 'fuseshim'))
+    assert ok['status'] == 'pass' and ok['both_failed'] == ['c', 'e']
+    # a test skipped or missing on fuseshim's side is not a pass
+    v = compare(real, _run({'a': 'skipped'}, 'fuseshim'))
+    assert {(r['test'], r['fuseshim']) for r in v['regressions']} == {('a', 'skipped'),
+                                                                        ('b', 'missing')}
+
+
+def test_client_known_failures_and_errors():
+    from fuseshim.matrix.clients import compare
+    real = _run({'t::x': 'passed', 't::y': 'passed'})
+    known = [{'test': 't::x', 'reason': 'documented'}]
+    v = compare(real, _run({'t::x': 'failed', 't::y': 'passed'}, 'fuseshim'), known)
+    assert v['status'] == 'xfail' and v['known'][0]['reason'] == 'documented'
+    v = compare(real, _run({'t::x': 'passed', 't::y': 'passed'}, 'fuseshim'), known)
+    assert v['status'] == 'xpass' and 'remove it' in v['problems'][0]
+    assert compare(real, _run({}, 'fuseshim', error='pytest exit 4'))['status'] == 'error'
+    # a real run that passed nothing cannot vouch for anything
+    nothing = compare(_run({'t::x': 'failed'}), _run({'t::x': 'failed'}, 'fuseshim'))
+    assert nothing['status'] == 'error' and 'passed no test' in nothing['problems'][0]
+
+
+def test_client_junit_ids_keep_the_worst_outcome(tmp_path):
+    from fuseshim.matrix.clients import junit_outcomes
+    junit = tmp_path / 'junit.xml'
+    junit.write_text('<testsuites><testsuite>'
+                     '<testcase classname="tests.test_a" name="test_ok"/>'
+                     '<testcase classname="tests.test_a" name="test_td"/>'
+                     '<testcase classname="tests.test_a" name="test_td"><error/></testcase>'
+                     '<testcase classname="" name="tests.test_examples"><error/></testcase>'
+                     '<testcase classname="t" name="s"><skipped/></testcase>'
+                     '<testcase classname="t" name="f"><failure/></testcase>'
+                     '</testsuite></testsuites>')
+    assert junit_outcomes(str(junit)) == {
+        'tests.test_a::test_ok': 'passed', 'tests.test_a::test_td': 'error',
+        'tests.test_examples': 'error', 't::s': 'skipped', 't::f': 'failed'}
+    assert junit_outcomes(str(tmp_path / 'missing.xml')) == {}
+
+
+def test_client_runs_use_the_cells_build_through_the_import_hook(tmp_path):
+    from fuseshim.matrix import clients
+    cfg = load(CLIENTS)
+    [e] = cfg['clients']
+    real = clients.run_env(e, str(tmp_path / 'r'))
+    assert 'FUSESHIM_PROVIDES' not in real and 'PYTHONPATH' not in real
+    # short: multiprocessing's AF_UNIX sockets go there
+    assert real['DEMO'] == '1' and len(real['TMPDIR']) < 50 and os.path.isdir(real['TMPDIR'])
+    clients.remove_tmpdir(real['TMPDIR'])
+    assert not os.path.exists(real['TMPDIR'])
+    shim = clients.run_env(e, str(tmp_path / 's'), {
+        'site': '/c/site', 'shims': '/c/shims', 'startup': 'classic',
+        'libfuse_env': {'LD_LIBRARY_PATH': '/c/lib', 'PATH': '/elsewhere'}})
+    assert (shim['FUSESHIM_PROVIDES'], shim['FUSESHIM_CLIENT_SITE'], shim['PYTHONPATH'],
+            shim['FUSESHIM_STARTUP'], shim['LD_LIBRARY_PATH']) == \
+        ('fusepy', '/c/site', '/c/shims', 'classic', '/c/lib')
+    clients.remove_tmpdir(shim['TMPDIR'])
+    cmd = clients.pytest_command(e, '/venv/bin/python', str(tmp_path))
+    assert cmd[:4] == ['/venv/bin/python', '-m', 'pytest', 'tests/']
+    assert '--continue-on-collection-errors' in cmd and f'--junitxml={tmp_path}/junit.xml' in cmd
+
+
+def test_client_sitecustomize_runs_the_builds_pth(tmp_path):
+    """The cell build becomes a site directory: its .pth files run, as from an
+    installed wheel (that is how fuseshim-provide.pth installs the hook)."""
+    import subprocess
+    import sys
+    from fuseshim.matrix import clients
+    site = tmp_path / 'site'
+    site.mkdir()
+    (site / 'marker_mod.py').write_text('VALUE = 42\n')
+    (site / 'marker.pth').write_text('import os; os.environ["MARKER_PTH"] = "ran"\n')
+    shims = clients.write_sitecustomize(str(tmp_path / 'shims'))
+    env = dict(os.environ, PYTHONPATH=shims, FUSESHIM_CLIENT_SITE=str(site))
+    out = subprocess.run([sys.executable, '-S', '-c', 'import site; site.main(); '
+                          'import os, marker_mod; print(os.environ.get("MARKER_PTH"), '
+                          'marker_mod.VALUE)'], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ['ran', '42'], out.stderr
+
+
+def test_client_reports(tmp_path, cfg):
+    cells = model.all_cells(cfg, host_release='6.18')[:1]
+    cells[0].result.update({'status': 'pass', 'judgement': [], 'elapsed': 1.0, 'probe': {}})
+    real = _run({'t::a': 'passed', 't::b': 'passed', 't::c': 'failed'})
+    real.update(elapsed=2.0)
+
+    class FakeRunner:
+        packaging, builds, kernels, prep_errors = {}, {}, {}, {}
+        clients = {'demo': {
+            'entry': {'project': 'demo-fs', 'version': '1.2.0', 'module': 'fuse'},
+            'log': 'clients/demo/client.log', 'prepare': {'reused': False, 'elapsed': 3.0},
+            'real': real, 'cells': {cells[0].id: {
+                'status': 'fail', 'fuseshim': _run({'t::a': 'passed', 't::b': 'failed',
+                                                    't::c': 'failed'}, 'fuseshim'),
+                'regressions': [{'test': 't::b', 'real': 'passed', 'fuseshim': 'failed'}],
+                'both_failed': ['t::c'], 'problems': ['t::b: passes with the real peer']}}}}
+
+    summary = {'unexpected': [f'client demo on {cells[0].id}'], 'timings': {'total': 5.0},
+               'leftover_mounts': []}
+    paths = report.write_all(str(tmp_path), cfg, cells, FakeRunner(), summary, {})
+    md = open(paths['markdown']).read()
+    assert '| demo | demo-fs 1.2.0 | `fuse` | 2 passed, 1 failed | FAIL 1 passed, 2 failed |' \
+        in md, md
+    assert 'pass with the real peer only: `t::b`' in md and 'fail with both' in md
+    suite = ET.parse(paths['junit']).getroot().find('testsuite')
+    case = suite.find("testcase[@classname='matrix.clients.demo']")
+    assert case.get('name') == cells[0].id and case.find('failure') is not None
+    assert 'td class="fail"' in open(paths['html']).read()
+    assert json.load(open(paths['json']))['clients']['demo']['cells'][cells[0].id][
+        'regressions'][0]['test'] == 't::b'
+    assert 'FAIL 1 passed, 2 failed' in report.clients_terminal_table(FakeRunner.clients)
+
+
+def test_cli_selects_clients(capsys):
+    assert matrix_main(['--matrix', MATRIX, '--list', '--cells', '3.14.0/host/auto',
+                        '--clients', 'fsspec,ratarmount']) == 0
+    listed = capsys.readouterr()
+    assert listed.out.split()[:1] == ['3.14.0/host/auto'] and 'client' not in listed.out
+    out = listed.err
+    assert 'client fsspec' in out and 'client ratarmount' in out and 'client borg' not in out
+    assert 'fuseshim in: 3.14.0/host/auto' in out
+    assert matrix_main(['--matrix', MATRIX, '--list', '--clients', 'nosuch']) == 2
+    assert "--clients: nosuch" in capsys.readouterr().err
+    assert matrix_main(['--matrix', MATRIX, '--list', '--preset', 'clients',
+                        '--no-clients']) == 0
+    assert 'client ' not in capsys.readouterr().err
+
+
+def test_client_results_of_shards_merge_per_cell():
+    from fuseshim.matrix import clients
+    a = {'entry': {'name': 'demo'}, 'real': _run({'t': 'passed'}),
+         'cells': {'3.14.0/host/auto': {'status': 'pass'}}}
+    b = {'entry': {'name': 'demo'}, 'real': _run({'t': 'passed'}),
+         'cells': {'3.18.3/host/auto': {'status': 'fail', 'problems': ['t: ...']}}}
+    merged = {}
+    clients.merge_shards(merged, 'demo', a, 'shard-1')
+    clients.merge_shards(merged, 'demo', b, 'shard-2')
+    assert sorted(merged['demo']['cells']) == ['3.14.0/host/auto', '3.18.3/host/auto']
+    assert clients.unexpected(merged) == ['client demo on 3.18.3/host/auto']
+    with pytest.raises(ValueError, match='reported twice'):
+        clients.merge_shards(merged, 'demo', a, 'shard-3')
+    assert clients.unexpected({'x': {'error': 'install: offline', 'cells': {}}}) == ['client x']
+
+
+def test_client_known_failures_may_name_libfuse_versions():
+    from fuseshim.matrix import clients
+    text = CLIENTS.replace("    tests: {from: sdist, args: [tests/]}\n",
+                           "    tests: {from: sdist, args: [tests/]}\n"
+                           "    known_failures: [{test: 't::x', reason: r, libfuse: ['3.17*']}]\n")
+    [e] = load(text)['clients']
+    assert clients.known_in(e['known_failures'], '3.17.2') == e['known_failures']
+    assert clients.known_in(e['known_failures'], '3.14.0') == []
+    bad = errors_of(text.replace("['3.17*']", "['4.*']"))
+    assert "known_failures[0].libfuse: '4.*' matches no libfuse" in bad

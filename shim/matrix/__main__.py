@@ -7,6 +7,8 @@ Examples::
     fuseshim-matrix --cells 'kernel=host' --jobs 2
     fuseshim-matrix --cells '3.18*/7.2' -k auto
     fuseshim-matrix --preset host --tests ../myfs/tests   # another project's suite
+    fuseshim-matrix --preset clients            # real projects: real peer vs fuseshim
+    fuseshim-matrix --cells 3.14.0/host/auto --clients borg1.4 --no-tests
     fuseshim-matrix --preset ci --list --shards 3 --format github   # CI fan-out
     fuseshim-matrix --preset ci --shard 2/3 --report-dir shard-2    # one CI job
     fuseshim-matrix merge shard-1 shard-2 shard-3 --report-dir all  # one report
@@ -51,6 +53,13 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument('--parallel-tests', action='store_true',
                     help='let host test suites run at the same time with --jobs (by default '
                          'they take turns: suites look at the global mount table)')
+    cl = ap.add_mutually_exclusive_group()
+    cl.add_argument('--clients', metavar='NAMES',
+                    help='run these entries of the "clients" section (comma-separated, or '
+                         '"all") in the selected host cells of startup auto: each project\'s '
+                         'suite with the real peer, then with fuseshim providing its module')
+    cl.add_argument('--no-clients', action='store_true',
+                    help='skip the clients stage even if the preset runs it')
     pk = ap.add_mutually_exclusive_group()
     pk.add_argument('--packaging', dest='packaging', action='store_true', default=None,
                     help='run the packaging stage for every libfuse in the selection')
@@ -112,6 +121,21 @@ def list_cells(cells, shards, args) -> int:
     return EXIT_OK
 
 
+def list_clients(cfg, cells, client_names) -> None:
+    """The clients a run would run, on stderr: stdout stays the list of cells
+    (scripts read it, e.g. to check a shard's split)."""
+    from .runner import clients_cells
+    where = ', '.join(c.id for c in clients_cells(cells)) or 'no host/auto cell selected'
+    for name in client_names:
+        e = next(x for x in cfg['clients'] if x['name'] == name)
+        t = e['tests']
+        what = (f'scenario {t["scenario"]}' if t['from'] == 'scenario' else
+                f'pytest {" ".join(t["args"])} (from its '
+                f'{"sdist" if t["from"] == "sdist" else "installed package"})')
+        print(f'client {name:<12} {e["project"]}=={e["version"]} imports {e["module"]} '
+              f'({e["peer"]}): {what}; real peer, then fuseshim in: {where}', file=sys.stderr)
+
+
 def install_prereqs() -> int:
     from .libfuse import URING_BUILD_DEPS
     cmds = [['apt-get', 'install', '-y', '--no-install-recommends', 'qemu-system-x86',
@@ -146,8 +170,8 @@ def main(argv=None) -> int:
     if args.check:
         cells = model.all_cells(cfg)
         print(f'{path}: OK ({len(cfg["libfuse"])} libfuse versions, {len(cfg["kernels"])} '
-              f'kernels, {len(cfg["startup"])} startup modes, {len(cells)} cells, presets: '
-              f'{", ".join(cfg["presets"]) or "none"})')
+              f'kernels, {len(cfg["startup"])} startup modes, {len(cells)} cells, '
+              f'{len(cfg["clients"])} clients, presets: {", ".join(cfg["presets"]) or "none"})')
         return EXIT_OK
     preset = None
     if args.preset:
@@ -170,6 +194,11 @@ def main(argv=None) -> int:
     if not cells:
         print('fuseshim-matrix: the selection is empty (see --list)', file=sys.stderr)
         return EXIT_USAGE
+    try:
+        client_names = select_clients(cfg, preset, args)
+    except ValueError as e:
+        print(f'fuseshim-matrix: {e}', file=sys.stderr)
+        return EXIT_USAGE
     packaging = args.packaging
     if packaging is None:
         packaging = bool(preset and preset.get('packaging'))
@@ -188,7 +217,10 @@ def main(argv=None) -> int:
         print(f'fuseshim-matrix: {e}', file=sys.stderr)
         return EXIT_USAGE
     if args.list:
-        return list_cells(cells, shards, args)
+        rc = list_cells(cells, shards, args)
+        if args.format == 'text':
+            list_clients(cfg, cells, client_names)
+        return rc
     if not cells and not packaging_versions:
         print(f'fuseshim-matrix: shard {args.shard} is empty', file=sys.stderr)
         return EXIT_OK
@@ -211,9 +243,11 @@ def main(argv=None) -> int:
                    jobs=jobs, tests=tests, tests_base=base, packaging=packaging,
                    rebuild=args.rebuild, refresh=args.refresh, no_tests=args.no_tests,
                    quiet=args.quiet, preset=args.preset, parallel_tests=args.parallel_tests,
-                   packaging_versions=packaging_versions)
+                   packaging_versions=packaging_versions, clients=client_names)
     print(f'fuseshim-matrix: {len(cells)} cells ({sum(c.is_vm for c in cells)} in VMs)'
-          f'{", packaging" if packaging else ""}; jobs {jobs}; cache {opts.cache}; '
+          f'{", packaging" if packaging else ""}'
+          f'{", clients " + ",".join(client_names) if client_names else ""}; jobs {jobs}; '
+          f'cache {opts.cache}; '
           f'report {opts.report_dir}', file=sys.stderr, flush=True)
     runner = Runner(cfg, opts)
     summary = runner.run(cells)
@@ -226,7 +260,11 @@ def main(argv=None) -> int:
     paths = report.write_all(opts.report_dir, cfg, cells, runner, summary, meta)
     print()
     print(report.terminal_table(cells, runner.packaging))
-    probs = report.problems_list(cells, runner.packaging)
+    if runner.clients:
+        print()
+        print(report.clients_terminal_table(runner.clients))
+    probs = (report.problems_list(cells, runner.packaging)
+             + report.client_problems(runner.clients))
     if probs:
         print('\nnot as expected / known failures:')
         for p in probs:
@@ -242,6 +280,23 @@ def main(argv=None) -> int:
         f'total {fmt_secs(summary["timings"].get("total", 0))}')
     print('reports: ' + ', '.join(os.path.relpath(p) for p in paths.values()))
     return EXIT_UNEXPECTED if n_unexp else EXIT_OK
+
+
+def select_clients(cfg: dict, preset: dict | None, args) -> list[str]:
+    """Client names to run: --clients, else the preset's; none with --no-clients."""
+    if args.no_clients:
+        return []
+    known = [e['name'] for e in cfg['clients']]
+    if args.clients is None:
+        return list((preset or {}).get('clients') or [])
+    if args.clients.strip() == 'all':
+        return known
+    names = [n.strip() for n in args.clients.split(',') if n.strip()]
+    bad = [n for n in names if n not in known]
+    if bad or not names:
+        raise ValueError(f'--clients: {", ".join(bad) or "nothing named"} (known: '
+                         f'{", ".join(known) or "none in the matrix file"}; or "all")')
+    return names
 
 
 if __name__ == '__main__':

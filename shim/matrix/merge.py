@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 
-from . import model, report, schema
+from . import clients, model, report, schema
 from .util import file_sha256
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE = 0, 1, 2
@@ -33,6 +33,7 @@ class MergedRun:
         self.builds: dict[str, dict] = {}
         self.kernels: dict[str, dict] = {}
         self.prep_errors: dict[str, str] = {}
+        self.clients: dict[str, dict] = {}
 
 
 def load_shard(directory: str) -> dict:
@@ -125,6 +126,11 @@ def merge(dirs: list[str], out_dir: str, matrix_path: str) -> tuple[list, Merged
         for key in ('builds', 'kernels', 'prep_errors'):
             for k, v in (data.get(key) or {}).items():
                 getattr(run, key).setdefault(k, _rebase(v, d, prefix))
+        for cname, r in (data.get('clients') or {}).items():
+            try:
+                clients.merge_shards(run.clients, cname, _rebase(r, d, prefix), d)
+            except ValueError as e:
+                raise MergeError(str(e)) from None
         for k, v in (data.get('summary', {}).get('timings') or {}).items():
             # the shards ran side by side: the merged run took as long as the slowest
             timings[k] = max(timings.get(k, 0), v)
@@ -138,6 +144,7 @@ def merge(dirs: list[str], out_dir: str, matrix_path: str) -> tuple[list, Merged
             'status': 'error', 'error': f'no shard reported packaging {version}'})
     unexpected = [c.id for c in cells if c.result['status'] in model.UNEXPECTED]
     unexpected += [f'packaging {v}' for v, p in run.packaging.items() if p.get('status') != 'pass']
+    unexpected += clients.unexpected(run.clients)
     if leftovers:
         unexpected.append('leftover mounts')
     summary = {'unexpected': unexpected, 'timings': timings, 'leftover_mounts': leftovers,
@@ -171,7 +178,9 @@ def main(argv=None) -> int:
     print(report.terminal_table(cells, run.packaging))
     if summary['missing']:
         print(f'\nmissing (no shard reported them): {", ".join(summary["missing"])}')
-    for p in report.problems_list(cells, run.packaging):
+    if run.clients:
+        print(report.clients_terminal_table(run.clients))
+    for p in report.problems_list(cells, run.packaging) + report.client_problems(run.clients):
         print('  ' + p)
     print(f'\n{len(cells)} cells from {len(args.dirs)} shards; unexpected: '
           f'{len(summary["unexpected"])}')

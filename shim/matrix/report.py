@@ -90,6 +90,100 @@ def io_uring_text(probe: dict) -> str:
     return f'{lib} / {kern}'
 
 
+# ---------------------------------------------------------------- clients
+
+def client_grid(clients: dict):
+    """(cell ids in order, rows): one row per client, the real peer's run
+    first, then fuseshim's per libfuse cell."""
+    cols = []
+    for r in clients.values():
+        for cid in r['cells']:
+            if cid not in cols:
+                cols.append(cid)
+    return cols, list(clients.items())
+
+
+def client_cell_text(cr: dict | None) -> str:
+    if not cr:
+        return ''
+    from .clients import side_text
+    return f'{SYMBOL.get(cr.get("status"), "?")} {side_text(cr.get("fuseshim"))}'.strip()
+
+
+def client_real_text(r: dict) -> str:
+    from .clients import side_text
+    if r.get('error'):
+        return 'ERROR (install)'
+    return side_text(r.get('real'))
+
+
+def client_problems(clients: dict) -> list[str]:
+    out = []
+    for name, r in clients.items():
+        if r.get('error'):
+            out.append(f'client {name}: ERROR - {r["error"]}')
+        if (r.get('real') or {}).get('error'):
+            out.append(f'client {name} (real peer): {r["real"]["error"]}')
+        for cid, cr in r['cells'].items():
+            if cr.get('status') != 'pass':
+                out.append(f'client {name} on {cid}: {SYMBOL.get(cr.get("status"), "?")} - '
+                           + ('; '.join(cr.get('problems') or []) or
+                              '; '.join(f'{k["test"]} ({k["reason"]})'
+                                        for k in cr.get('known') or [])))
+    return out
+
+
+def clients_terminal_table(clients: dict) -> str:
+    cols, rows = client_grid(clients)
+    head = ['client', 'real peer'] + [f'fuseshim {c}' for c in cols]
+    body = [[name, client_real_text(r)] + [client_cell_text(r['cells'].get(c)) for c in cols]
+            for name, r in rows]
+    widths = [max(len(str(x[i])) for x in [head] + body) for i in range(len(head))]
+    fmt = '  '.join('{:<%d}' % w for w in widths)
+    return '\n'.join([fmt.format(*head), fmt.format(*['-' * w for w in widths])]
+                     + [fmt.format(*b) for b in body])
+
+
+def clients_markdown(clients: dict) -> list[str]:
+    if not clients:
+        return []
+    cols, rows = client_grid(clients)
+    lines = ['## Clients: real projects, real peer vs fuseshim', '',
+             'Each project\'s own suite (or scenario) with the real peer (its venv, the '
+             'system libfuse), then with fuseshim providing the peer\'s module '
+             '(`FUSESHIM_PROVIDES`) in each libfuse cell. PASS: fuseshim passes every test '
+             'the real peer passes (compared per test id).', '',
+             '| client | project | imports | real peer | ' + ' | '.join(
+                 f'fuseshim {c}' for c in cols) + ' |', '|' + '---|' * (4 + len(cols))]
+    for name, r in rows:
+        e = r['entry']
+        lines.append(f'| {name} | {e["project"]} {e["version"]} | `{e["module"]}` | '
+                     f'{client_real_text(r)} | '
+                     + ' | '.join(client_cell_text(r['cells'].get(c)) for c in cols) + ' |')
+    details = []
+    for name, r in rows:
+        for cid, cr in r['cells'].items():
+            for key, what in (('regressions', 'pass with the real peer only'),
+                              ('known', 'known differences'),
+                              ('both_failed', 'fail with both (not counted)'),
+                              ('only_fuseshim_passed', 'pass with fuseshim only')):
+                items = cr.get(key) or []
+                if items:
+                    ids = [i['test'] if isinstance(i, dict) else i for i in items]
+                    details.append(f'- {name} on {cid}, {what}: '
+                                   + ', '.join(f'`{t}`' for t in ids[:20])
+                                   + (f' (+{len(ids) - 20})' if len(ids) > 20 else ''))
+    if details:
+        lines += [''] + details
+    lines += ['', '| client | install | real run | log |', '|---|---|---|---|']
+    for name, r in rows:
+        p = r.get('prepare') or {}
+        lines.append(f'| {name} | {("reused" if p.get("reused") else "built")} '
+                     f'{p.get("elapsed", "-")} s | {(r.get("real") or {}).get("elapsed", "-")} s'
+                     f' | [log]({r.get("log")}) |')
+    return lines + ['']
+
+
 def host_info() -> dict:
     return {'host_kernel': platform.release(), 'python': platform.python_version(),
             'machine': platform.machine(), 'nproc': os.cpu_count(),
@@ -108,10 +202,11 @@ def to_json(cfg, cells, runner, summary, meta) -> dict:
                    for v, b in (runner.builds.items() if runner else [])},
         'kernels': runner.kernels if runner else {},
         'prep_errors': runner.prep_errors if runner else {},
+        'clients': getattr(runner, 'clients', {}) if runner else {},
     }
 
 
-def markdown(cells, packaging, summary, meta) -> str:
+def markdown(cells, packaging, summary, meta, clients=None) -> str:
     rows, cols, by = grid(cells, packaging)
     head = ['libfuse'] + [f'{k} / {s}' for k, s in cols] + (['packaging'] if packaging else [])
     lines = ['# fuseshim matrix report', '',
@@ -130,7 +225,7 @@ def markdown(cells, packaging, summary, meta) -> str:
             p = packaging.get(v)
             line.append(SYMBOL.get(p.get('status'), '?') if p else '')
         lines.append('| ' + ' | '.join(line) + ' |')
-    probs = problems_list(cells, packaging)
+    probs = problems_list(cells, packaging) + client_problems(clients or {})
     lines += ['', f'**Unexpected results: {len(summary["unexpected"])}**'
               + (' (' + ', '.join(summary['unexpected']) + ')' if summary['unexpected'] else ''),
               '']
@@ -158,32 +253,37 @@ def markdown(cells, packaging, summary, meta) -> str:
             lines.append(f'| {v} | {SYMBOL.get(p.get("status"))} | {p.get("wheel", "-")} | '
                          f'{p.get("soname", "-")} | {p.get("twine", "-")} | '
                          f'{t.get("summary", "-") if t else "-"} | [log]({p.get("log")}) |')
+    lines += [''] + clients_markdown(clients or {})
     t = summary['timings']
     lines += ['', '## Timings', ''] + [f'- {k}: {fmt_secs(v)}' for k, v in t.items()]
     return '\n'.join(lines) + '\n'
 
 
-def junit(cells, packaging) -> bytes:
+def junit(cells, packaging, clients=None) -> bytes:
     suite = ET.Element('testsuite', name='fuseshim-matrix')
     n = fails = errors = skipped = 0
     total_time = 0.0
+
+    def verdict(tc, status, msg, skip_msg):
+        """A status as JUnit sees it: unexpected ones fail, known failures skip."""
+        nonlocal fails, errors, skipped
+        if status in ('fail', 'xpass'):
+            fails += 1
+            ET.SubElement(tc, 'failure', message=msg[:500]).text = msg
+        elif status == 'error':
+            errors += 1
+            ET.SubElement(tc, 'error', message=msg[:500]).text = msg
+        elif status == 'xfail':
+            skipped += 1
+            ET.SubElement(tc, 'skipped', message=skip_msg)
     for c in cells:
         r = c.result
         tc = ET.SubElement(suite, 'testcase', classname=f'matrix.libfuse-{c.libfuse["version"]}',
                            name=f'{c.kernel["name"]}/{c.startup}', time=str(r.get('elapsed', 0)))
         total_time += float(r.get('elapsed') or 0)
         n += 1
-        st = r.get('status')
-        msg = '; '.join(r.get('judgement') or [])
-        if st == 'fail' or st == 'xpass':
-            fails += 1
-            ET.SubElement(tc, 'failure', message=msg[:500]).text = msg
-        elif st == 'error':
-            errors += 1
-            ET.SubElement(tc, 'error', message=msg[:500]).text = msg
-        elif st == 'xfail':
-            skipped += 1
-            ET.SubElement(tc, 'skipped', message=f'expected failure: {c.expect.reason}')
+        verdict(tc, r.get('status'), '; '.join(r.get('judgement') or []),
+                f'expected failure: {c.expect.reason}')
         out = ET.SubElement(tc, 'system-out')
         p = r.get('probe') or {}
         out.text = (f'expected path {c.expect.startup_path}, seen {p.get("startup_path")}; '
@@ -200,6 +300,24 @@ def junit(cells, packaging) -> bytes:
             fails += 1
             msg = '; '.join(p.get('judgement') or [])
             ET.SubElement(tc, 'failure', message=msg[:500]).text = msg
+    for name, r in (clients or {}).items():
+        for cid, cr in r['cells'].items():
+            n += 1
+            tc = ET.SubElement(suite, 'testcase', classname=f'matrix.clients.{name}', name=cid,
+                               time=str((cr.get('fuseshim') or {}).get('elapsed', 0)))
+            verdict(tc, cr.get('status'), '; '.join(cr.get('problems') or []),
+                    'known differences: ' + '; '.join(f'{k["test"]} ({k["reason"]})'
+                                                      for k in cr.get('known') or []))
+            ET.SubElement(tc, 'system-out').text = (
+                f'real peer: {client_real_text(r)}; fuseshim: {client_cell_text(cr)}')
+        if r.get('error') or not r['cells']:
+            n += 1
+            tc = ET.SubElement(suite, 'testcase', classname=f'matrix.clients.{name}',
+                               name='install + real peer')
+            err = r.get('error') or (r.get('real') or {}).get('error')
+            if err:
+                errors += 1
+                ET.SubElement(tc, 'error', message=str(err)[:500]).text = str(err)
     suite.set('tests', str(n))
     suite.set('failures', str(fails))
     suite.set('errors', str(errors))
@@ -225,7 +343,7 @@ pre{background:#f7f7f7;padding:.5em;overflow-x:auto}
 '''
 
 
-def html_report(cells, packaging, summary, meta) -> str:
+def html_report(cells, packaging, summary, meta, clients=None) -> str:
     e = html.escape
     rows, cols, by = grid(cells, packaging)
     out = ['<!doctype html><html><head><meta charset="utf-8">',
@@ -323,6 +441,33 @@ def html_report(cells, packaging, summary, meta) -> str:
             files = p.get('files') or []
             out.append(f'<tr><th>wheel files</th><td><pre>{e(chr(10).join(files))}</pre></td></tr>')
             out.append('</table></details>')
+    if clients:
+        cols, rows = client_grid(clients)
+        out.append('<h2>Clients: real projects, real peer vs fuseshim</h2>'
+                   '<p class="small">Each project\'s own suite (or scenario) with the real '
+                   'peer, then with fuseshim providing the peer\'s module in each libfuse '
+                   'cell; PASS: fuseshim passes every test the real peer passes (per test '
+                   'id).</p><table><tr><th>client</th><th>project</th><th>real peer</th>'
+                   + ''.join(f'<th>fuseshim<br><span class="small">{e(c)}</span></th>'
+                             for c in cols) + '</tr>')
+        for name, r in rows:
+            en = r['entry']
+            out.append(f'<tr><th><a href="{e(r.get("log") or "")}">{e(name)}</a></th>'
+                       f'<td>{e(en["project"])} {e(en["version"])}<br><code>'
+                       f'{e(en["module"])}</code></td><td>{e(client_real_text(r))}</td>')
+            for c in cols:
+                cr = r['cells'].get(c)
+                if not cr:
+                    out.append('<td class="none">-</td>')
+                    continue
+                title = '; '.join(cr.get('problems') or []) or 'as with the real peer'
+                out.append(f'<td class="{e(cr.get("status") or "none")}" title="{e(title)}">'
+                           f'{e(client_cell_text(cr))}</td>')
+            out.append('</tr>')
+        out.append('</table>')
+        probs = client_problems(clients)
+        if probs:
+            out.append('<ul>' + ''.join(f'<li>{e(p)}</li>' for p in probs) + '</ul>')
     out.append('<h2>Timings</h2><ul>')
     for k, v in summary['timings'].items():
         out.append(f'<li>{e(k)}: {fmt_secs(v)}</li>')
@@ -337,13 +482,14 @@ def write_all(report_dir, cfg, cells, runner, summary, meta) -> dict:
     paths = {k: os.path.join(report_dir, n) for k, n in (
         ('markdown', 'report.md'), ('json', 'report.json'), ('junit', 'junit.xml'),
         ('html', 'index.html'))}
+    clients = getattr(runner, 'clients', None) or {}
     with open(paths['markdown'], 'w') as f:
-        f.write(markdown(cells, packaging, summary, meta))
+        f.write(markdown(cells, packaging, summary, meta, clients))
     with open(paths['json'], 'w') as f:
         json.dump(to_json(cfg, cells, runner, summary, meta), f, indent=2, sort_keys=True,
                   default=str)
     with open(paths['junit'], 'wb') as f:
-        f.write(junit(cells, packaging))
+        f.write(junit(cells, packaging, clients))
     with open(paths['html'], 'w') as f:
-        f.write(html_report(cells, packaging, summary, meta))
+        f.write(html_report(cells, packaging, summary, meta, clients))
     return paths

@@ -13,8 +13,9 @@ import time
 import xml.etree.ElementTree as ET
 
 from . import apt as aptmod
-from . import build, libfuse, model, vm
+from . import build, clients, libfuse, model, vm
 from .progress import Progress
+from .sdists import IndexUnreachable, PeerSourceError
 from .util import Log, StageError, read_json, run
 
 PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'probe.py')
@@ -38,6 +39,7 @@ class Options:
         self.quiet = kw.get('quiet', False)
         self.preset = kw.get('preset')
         self.parallel_tests = kw.get('parallel_tests', False)
+        self.clients = kw.get('clients') or []    # names of matrix.yaml clients to run
         # with --shard: the packaging stages this shard owns (None: all)
         self.packaging_versions = kw.get('packaging_versions')
 
@@ -59,6 +61,7 @@ class Runner:
         self.src = None
         self.shims = None
         self.timings: dict[str, float] = {}
+        self.clients: dict[str, dict] = {}     # name -> prepare, real run, per-cell results
         self._lock = threading.Lock()
         # Host test suites run one at a time even with --jobs: suites inspect
         # global state (the mount table, fusectl connections, CPU time).
@@ -114,7 +117,9 @@ class Runner:
         native = [c for c in cells if not c.is_vm]
         groups = {k: [c for c in cells if c.is_vm and c.kernel['name'] == k] for k in vm_kernels}
         prep_units = len(versions) + len(vm_kernels) + (1 if packaging else 0)
-        total = prep_units + len(cells) + len(vm_kernels) + len(packaging)
+        client_cells = clients_cells(cells) if self.o.clients else []
+        total = prep_units + len(cells) + len(vm_kernels) + len(packaging) + \
+            len(self.o.clients) * (2 + len(client_cells))
         progress = Progress(total, self.stream, quiet=self.o.quiet).start()
         self.progress = progress
         try:
@@ -151,6 +156,13 @@ class Runner:
                 for f in futs:
                     f.result()
             self.timings['cells'] = time.monotonic() - t
+            # ---- phase 3: real projects, real peer vs fuseshim (they mount:
+            # one at a time, after the suites)
+            if self.o.clients:
+                t = time.monotonic()
+                for name in self.o.clients:
+                    self._run_client(name, client_cells)
+                self.timings['clients'] = time.monotonic() - t
         finally:
             # only mounts below our own directories (other people may be testing too)
             ours = tuple(os.path.realpath(d) + os.sep for d in (self.rd, self.cache))
@@ -530,6 +542,73 @@ class Runner:
                                                               (probs[0] if probs else
                                                                res.get('wheel', ''))))
 
+    # ---------------------------------------------------------------- clients
+    def _run_client(self, name: str, cells: list[model.Cell]):
+        """Install one client, run its suite with the real peer, then with
+        fuseshim providing the peer's module in each libfuse cell."""
+        entry = next(e for e in self.cfg['clients'] if e['name'] == name)
+        res = {'entry': entry, 'cells': {}}
+        self.clients[name] = res
+        cdir = os.path.join(self.rd, 'clients', name)
+        shutil.rmtree(cdir, ignore_errors=True)
+        log = Log(os.path.join(cdir, 'client.log'))
+        res['log'] = self.rel(log.path)
+        task = f'client {name}'
+        t0 = time.monotonic()
+        self.progress.stage(task, f'install {clients.requirement(entry)}')
+        try:
+            prep = clients.ensure_client(entry, self.cache, log, rebuild=self.o.rebuild,
+                                         timeout=self.cfg['timeouts']['build'])
+            res['prepare'] = {k: v for k, v in prep.items() if k != 'installed'}
+            res['installed'] = prep['installed']
+            self.timings[f'client {name} install'] = prep['elapsed']
+            self.progress.finish(task, 'ok', ('reused ' if prep['reused'] else 'installed ')
+                                 + f'in {prep["elapsed"]} s')
+        except (StageError, OSError, IndexUnreachable, PeerSourceError) as e:
+            res['error'] = f'install: {e}'
+            self.progress.finish(task, 'error', _first_line(e))
+            for c in cells:
+                res['cells'][c.id] = {'status': 'error', 'problems': [res['error']]}
+                self.progress.finish(f'{task} on {c.id}', 'error', 'not installed')
+            self.progress.finish(f'{task} (real peer)', 'error', 'not installed')
+            return
+        self.progress.stage(task, f'suite with the real {entry["peer"]}')
+        with self._exclusive():
+            res['real'] = clients.run_suite(entry, prep, os.path.join(cdir, 'real'), log)
+        self.timings[f'client {name} real'] = res['real'].get('elapsed', 0)
+        self.progress.finish(f'{task} (real peer)', 'error' if res['real'].get('error')
+                             else 'ok', clients.side_text(res['real']))
+        for c in cells:
+            sub = f'{task} on {c.id}'
+            v = c.libfuse['version']
+            if v not in self.builds:
+                res['cells'][c.id] = {'status': 'error', 'problems': [
+                    f'build failed: {self.prep_errors.get(f"libfuse {v}")}']}
+                self.progress.finish(sub, 'error', 'no fuseshim build')
+                continue
+            self.progress.stage(sub, 'suite with fuseshim providing ' + entry['module'])
+            shim = {'site': self.builds[v]['site'], 'shims': self._client_shims(),
+                    'startup': c.startup, 'libfuse_env': self.lf[v].env({})}
+            with self._exclusive():
+                run_ = clients.run_suite(entry, prep, os.path.join(cdir, c.slug), log,
+                                         fuseshim=shim)
+            verdict = clients.compare(res['real'], run_,
+                                      clients.known_in(entry['known_failures'], v))
+            res['cells'][c.id] = {'fuseshim': run_, **verdict}
+            self.timings[f'client {name} {c.id}'] = run_.get('elapsed', 0)
+            self.progress.finish(sub, verdict['status'],
+                                 clients.side_text(run_) + (f'; {verdict["problems"][0]}'
+                                                            if verdict['problems'] else ''))
+        res['elapsed'] = round(time.monotonic() - t0, 1)
+
+    def _client_shims(self) -> str:
+        return clients.write_sitecustomize(os.path.join(self.rd, 'client-shims'))
+
+    def _exclusive(self):
+        """Host suites take turns (see _stage); a no-op with --parallel-tests."""
+        import contextlib
+        return self._host_tests if self._host_tests is not None else contextlib.nullcontext()
+
     # ---------------------------------------------------------------- summary
     def packaging_versions(self, cells) -> list[str]:
         """The libfuse versions whose packaging stage this run owns: every
@@ -544,6 +623,7 @@ class Runner:
         unexpected = [c.id for c in cells if c.result.get('status') in model.UNEXPECTED]
         unexpected += [f'packaging {v}' for v, p in self.packaging.items()
                        if p.get('status') != 'pass']
+        unexpected += clients.unexpected(self.clients)
         if self.leftover_mounts:
             unexpected.append('leftover mounts')
         return {'unexpected': unexpected, 'timings': self.timings,
@@ -551,6 +631,13 @@ class Runner:
 
 
 # -------------------------------------------------------------------- helpers
+
+def clients_cells(cells) -> list:
+    """The cells the clients stage runs in: the selected host cells of
+    startup "auto" (the layers' default), one per libfuse version."""
+    return [c for c in cells if not c.is_vm and c.startup == 'auto']
+
+
 
 def cmds_has_tests(runner: Runner, cell) -> bool:
     tpath, _ = runner.tests_for(cell)

@@ -10,6 +10,7 @@ All errors of a file are collected and raised together as one MatrixError.
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 from typing import Any
 
@@ -33,7 +34,17 @@ DEFAULT_TESTS = {'path': 'compat_tests', 'args': [], 'vm_path': '@path', 'vm_arg
                  'startup': None, 'vm_extra': []}
 
 TOP_KEYS = {'version', 'mirror', 'suites', 'busybox', 'libfuse', 'kernels', 'startup',
-            'features', 'sync_init_since', 'rules', 'tests', 'timeouts', 'vm', 'presets'}
+            'features', 'sync_init_since', 'rules', 'tests', 'timeouts', 'vm', 'presets',
+            'clients'}
+
+# clients: the peers fuseshim's layers stand in for ($FUSESHIM_PROVIDES entries,
+# _fuseshim_provide.PROVIDES) and the module names each one provides
+PEER_MODULES = {'pyfuse3': ('pyfuse3', 'pyfuse3.asyncio', 'pyfuse3_asyncio'),
+                'mfusepy': ('mfusepy',), 'fusepy': ('fuse',)}
+CLIENT_TEST_SOURCES = ('sdist', 'installed', 'scenario')
+# a pinned release: 1.4.5, 2026.9.0, 2.0.0b23, 1.0rc1, 3.0.post1 (no ranges)
+PINNED_RE = re.compile(r'^\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?$')
+CLIENT_DEFAULT_TIMEOUT = 900
 
 
 class MatrixError(ValueError):
@@ -147,6 +158,24 @@ class Checker:
             self.err(key, f'expected a non-empty list of {what}, got {_kind(lst)}', doc, key)
             return None
         return lst
+
+    def entries(self, doc, key: str, what: str):
+        """(index, path, mapping) for each mapping in the list doc[key] (the
+        others reported)."""
+        lst = self.section_list(doc, key, what)
+        for i, e in enumerate(lst or ()):
+            if self.mapping(e, f'{key}[{i}]', lst):
+                yield i, f'{key}[{i}]', e
+
+    def unique_name(self, e, p, seen: set, key='name'):
+        """e[key] as a name (letters, digits, . _ + -) not listed before."""
+        name = self.string(e, key, p, pattern=NAME_RE,
+                           pattern_msg='must be letters, digits, ".", "_", "+" or "-"')
+        if name is not None:
+            if name in seen:
+                self.err(f'{p}.{key}', f'{name!r} is listed twice', e, key)
+            seen.add(name)
+        return name
 
     def keys(self, d: dict, path: str, allowed: set, required: set = frozenset()):
         for k in d:
@@ -339,15 +368,19 @@ def check(doc, source: str = 'matrix.yaml') -> dict:
         if val is not None:
             out['vm']['accel'] = val
 
+    out['clients'] = _check_clients(c, doc, out['libfuse'])
+    client_names = [e['name'] for e in out['clients']]
+
     out['presets'] = {}
     if 'presets' in doc and c.mapping(doc['presets'], 'presets', doc, 'presets'):
         for name, p in doc['presets'].items():
             path = f'presets.{name}'
             if not c.mapping(p, path, doc['presets'], name):
                 continue
-            c.keys(p, path, {'description', 'cells', 'tests', 'packaging', 'jobs'})
+            c.keys(p, path, {'description', 'cells', 'tests', 'packaging', 'jobs', 'clients'})
             preset = {'description': c.string(p, 'description', path) or '',
                       'cells': None, 'tests': None,
+                      'clients': _check_client_selection(c, p, path, client_names),
                       'packaging': c.boolean(p, 'packaging', path),
                       'jobs': c.number(p, 'jobs', path, integer=True)}
             if 'cells' in p:
@@ -359,7 +392,9 @@ def check(doc, source: str = 'matrix.yaml') -> dict:
                     preset['cells'] = [_check_match(c, m, f'{path}.cells[{i}]', cells,
                                                     axis_values, extra=set())
                                        for i, m in enumerate(cells)]
-            if 'tests' in p:
+            if p.get('tests') is False:      # the probe only (e.g. a clients-only preset)
+                preset['tests'] = dict(DEFAULT_TESTS, path=None)
+            elif 'tests' in p:
                 preset['tests'] = _check_tests(c, p['tests'], f'{path}.tests', p, 'tests',
                                                axis_values)
             out['presets'][str(name)] = preset
@@ -378,14 +413,8 @@ def _dupes(c, values, path, node):
 
 def _check_libfuse(c: Checker, doc) -> list:
     out = []
-    lst = c.section_list(doc, 'libfuse', 'libfuse versions')
-    if lst is None:
-        return out
     seen = set()
-    for i, e in enumerate(lst):
-        p = f'libfuse[{i}]'
-        if not c.mapping(e, p, lst):
-            continue
+    for _i, p, e in c.entries(doc, 'libfuse', 'libfuse versions'):
         c.keys(e, p, {'version', 'source', 'debian', 'soname', 'features', 'note', 'io_uring'},
                {'version', 'source'})
         ver = c.string(e, 'version', p, pattern=LIBFUSE_ROW_RE,
@@ -432,22 +461,11 @@ def _check_libfuse(c: Checker, doc) -> list:
 
 def _check_kernels(c: Checker, doc) -> list:
     out = []
-    lst = c.section_list(doc, 'kernels', 'kernels')
-    if lst is None:
-        return out
     seen = set()
-    for i, e in enumerate(lst):
-        p = f'kernels[{i}]'
-        if not c.mapping(e, p, lst):
-            continue
+    for _i, p, e in c.entries(doc, 'kernels', 'kernels'):
         c.keys(e, p, {'name', 'type', 'version', 'suite', 'image', 'modules', 'sync_init',
                       'note', 'cmdline'}, {'name'})
-        name = c.string(e, 'name', p, pattern=NAME_RE,
-                        pattern_msg='must be letters, digits, ".", "_", "+" or "-"')
-        if name is not None:
-            if name in seen:
-                c.err(f'{p}.name', f'{name!r} is listed twice', e, 'name')
-            seen.add(name)
+        name = c.unique_name(e, p, seen)
         ktype = c.string(e, 'type', p, choices=KERNEL_TYPES)
         if ktype is None:
             ktype = 'host' if name == 'host' else 'vm'
@@ -581,6 +599,106 @@ def _check_tests(c: Checker, t, path, parent, key, axis_values) -> dict:
                               for j, m in enumerate(cells)],
                     'args': c.str_list(x, 'args', xp, required=True) or []})
     return out
+
+
+def _check_clients(c: Checker, doc, libfuse: list) -> list:
+    """clients: real projects from PyPI whose own suites (or a scenario) run
+    once with the real peer and once with fuseshim providing its module."""
+    from .clients import scenario_path   # the scenarios shipped in the package
+    out = []
+    seen = set()
+    for _i, p, e in c.entries(doc, 'clients', 'client projects'):
+        c.keys(e, p, {'name', 'project', 'version', 'extras', 'peer', 'module', 'apt', 'pip',
+                      'tests', 'env', 'timeout', 'known_failures', 'note'},
+               {'name', 'project', 'version', 'peer', 'module', 'tests'})
+        name = c.unique_name(e, p, seen)
+        version = e.get('version')
+        if isinstance(version, float):
+            c.err(f'{p}.version', f'{version!r} is a number and YAML drops trailing zeros; '
+                  f'quote versions: "{version}"', e, 'version')
+            version = None
+        else:
+            version = c.string(e, 'version', p, pattern=PINNED_RE,
+                               pattern_msg='is not one pinned release like "1.4.5" or '
+                                           '"2.0.0b23"')
+        peer = c.string(e, 'peer', p, choices=tuple(PEER_MODULES))
+        module = c.string(e, 'module', p)
+        if peer and module and module not in PEER_MODULES[peer]:
+            c.err(f'{p}.module', f'{module!r} is not a module fuseshim provides for {peer} '
+                  f'({", ".join(PEER_MODULES[peer])})', e, 'module')
+        entry = {'name': name, 'project': c.string(e, 'project', p), 'version': version,
+                 'extras': c.str_list(e, 'extras', p) or [], 'peer': peer, 'module': module,
+                 'apt': c.str_list(e, 'apt', p) or [], 'pip': c.str_list(e, 'pip', p) or [],
+                 'env': {}, 'timeout': c.number(e, 'timeout', p) or CLIENT_DEFAULT_TIMEOUT,
+                 'known_failures': [], 'note': c.string(e, 'note', p) or '', 'tests': None}
+        if 'env' in e and c.mapping(e['env'], f'{p}.env', e, 'env'):
+            for k in e['env']:
+                val = c.string(e['env'], k, f'{p}.env')
+                if val is not None:
+                    entry['env'][str(k)] = val
+        t = e.get('tests')
+        tp = f'{p}.tests'
+        if 'tests' in e and c.mapping(t, tp, e, 'tests'):
+            c.keys(t, tp, {'from', 'args', 'scenario'}, {'from'})
+            src = c.string(t, 'from', tp, choices=CLIENT_TEST_SOURCES)
+            tests = {'from': src, 'args': c.str_list(t, 'args', tp) or [],
+                     'scenario': c.string(t, 'scenario', tp)}
+            if src == 'scenario':
+                if not tests['scenario']:
+                    c.err(tp, 'from: scenario needs "scenario: NAME" (a file '
+                          'shim/matrix/scenarios/test_NAME.py)', t)
+                elif not os.path.exists(scenario_path(tests['scenario'])):
+                    c.err(f'{tp}.scenario', f'no scenario {tests["scenario"]!r} '
+                          f'({scenario_path(tests["scenario"])} does not exist)', t, 'scenario')
+            elif tests['scenario']:
+                c.err(f'{tp}.scenario', f'only for "from: scenario", not {src!r}', t,
+                      'scenario')
+            elif src and not tests['args']:
+                c.err(tp, f'from: {src} needs "args": what pytest runs (e.g. [test/] or '
+                      f'[--pyargs, pkg.tests])', t)
+            entry['tests'] = tests
+        if 'known_failures' in e:
+            kf = e['known_failures']
+            if not isinstance(kf, list):
+                c.err(f'{p}.known_failures', f'expected a list, got {_kind(kf)}', e,
+                      'known_failures')
+            else:
+                for j, k in enumerate(kf):
+                    kp = f'{p}.known_failures[{j}]'
+                    if not c.mapping(k, kp, kf):
+                        continue
+                    c.keys(k, kp, {'test', 'reason', 'libfuse'}, {'test', 'reason'})
+                    test, reason = c.string(k, 'test', kp), c.string(k, 'reason', kp)
+                    # libfuse: only in the cells of these versions (globs)
+                    lf = c.str_list(k, 'libfuse', kp, allow_scalar=True)
+                    for v in lf or ():
+                        if not any(fnmatch.fnmatchcase(e['version'], v)
+                                   for e in libfuse if e):
+                            c.err(f'{kp}.libfuse', f'{v!r} matches no libfuse (known: '
+                                  f'{", ".join(e["version"] for e in libfuse if e)})', k,
+                                  'libfuse')
+                    if test and reason:
+                        entry['known_failures'].append({'test': test, 'reason': reason,
+                                                        'libfuse': lf})
+        out.append(entry)
+    return out
+
+
+def _check_client_selection(c: Checker, p, path, names) -> list | None:
+    """A preset's ``clients``: a list of client names, or "all"."""
+    if 'clients' not in p:
+        return None
+    v = p['clients']
+    if v == 'all':
+        return list(names)
+    got = c.str_list(p, 'clients', path, allow_scalar=True)
+    if got is None:
+        return None
+    for n in got:
+        if n not in names:
+            c.err(f'{path}.clients', f'{n!r} is no client of the file (known: '
+                  f'{", ".join(names) or "none"}; or "all")', p, 'clients')
+    return [n for n in got if n in names]
 
 
 def upstream(row_version: str) -> str:
