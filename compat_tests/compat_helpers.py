@@ -32,10 +32,11 @@ PEER_CACHE = Path(os.environ.get('FUSESHIM_PEER_CACHE')
                           or Path.home() / '.cache' / 'fuseshim') / 'peers')
 STARTUPS = ('sync', 'classic')
 
-# The peer version whose sdist the example tests download (fusepy's and
-# mfusepy's sdists ship no examples: the matrix's clients stage runs real
-# programs on those APIs instead).
+# Peer sdists the tests download: pyfuse3's examples, mfusepy's own tests
+# (the API audit runs them against the layer).  fusepy's and mfusepy's sdists
+# ship no examples: the matrix's clients stage runs real programs instead.
 PYFUSE3_VERSION = '3.5.0'
+MFUSEPY_VERSION = '3.1.1'
 
 
 # ---------------------------------------------------------------- mounts
