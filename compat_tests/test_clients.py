@@ -28,7 +28,7 @@ MATRIX = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 
 @pytest.fixture(scope='module')
 def entries():
-    return {e['name']: e for e in schema.load(MATRIX)['clients']}
+    return {e.name: e for e in schema.load(MATRIX).clients}
 
 
 @pytest.mark.parametrize('name', ['fsspec', 'mfusepy'])
@@ -38,13 +38,13 @@ def test_real_client_passes_what_the_real_peer_passes(entries, name, tmp_path):
     try:
         prep = clients.ensure_client(entry, cache_dir(), log)
     except IndexUnreachable as e:
-        pytest.skip(f'no package index reachable to install {entry["project"]}: {e}')
+        pytest.skip(f'no package index reachable to install {entry.project}: {e}')
     shims = clients.write_sitecustomize(str(tmp_path / 'shims'))
     real = clients.run_suite(entry, prep, str(tmp_path / 'real'), log)
     shim = clients.run_suite(entry, prep, str(tmp_path / 'fuseshim'), log, fuseshim={
         'site': clients.sites_of_this_fuseshim(str(tmp_path)), 'shims': shims,
         'startup': 'auto', 'libfuse_env': {}})
-    known = clients.known_in(entry['known_failures'], fuseshim.libfuse_version())
+    known = clients.known_in(entry.known_failures, fuseshim.libfuse_version())
     verdict = clients.compare(real, shim, known)
     assert verdict['status'] in ('pass', 'xfail'), (verdict['problems'],
                                                     open(log.path).read()[-6000:])

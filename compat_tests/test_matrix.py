@@ -54,24 +54,44 @@ def errors_of(text) -> str:
 
 def test_repository_matrix_is_valid():
     cfg = schema.load(MATRIX)
-    versions = [e['version'] for e in cfg['libfuse']]
+    versions = [e.version for e in cfg.libfuse]
     assert versions == ['3.10.3', '3.14.0', '3.17.2', '3.18.3', '3.18.3-uring']
-    assert [k['name'] for k in cfg['kernels']] == ['host', '5.10', '6.1', '6.12', '7.2', 'next']
-    assert cfg['startup'] == ['auto', 'classic']
-    assert {'ci', 'full'} <= set(cfg['presets'])
+    assert [k.name for k in cfg.kernels] == ['host', '5.10', '6.1', '6.12', '7.2', 'next']
+    assert cfg.startup == ['auto', 'classic']
+    assert {'ci', 'full'} <= set(cfg.presets)
+
+
+def test_configuration_is_typed_frozen_and_defaulted():
+    cfg = load(CLIENTS)
+    assert isinstance(cfg, schema.Matrix) and isinstance(cfg.libfuse[0], schema.LibfuseEntry)
+    with pytest.raises(ValueError, match='frozen'):
+        cfg.libfuse[0].version = '3.99.0'
+    # the defaults live in the models
+    assert (cfg.timeouts.cell, cfg.vm.memory, cfg.busybox.package, cfg.tests.vm_path) == \
+        (900, 2048, 'busybox-static', '@path')
+    assert cfg.libfuse[0].debian.package == 'fuse3' and cfg.kernels[0].type == 'host'
+    # what the JSON report records of a client: the file's own keys ("from", not "from_")
+    assert cfg.clients[0].model_dump(by_alias=True)['tests'] == {
+        'from': 'sdist', 'args': ['tests/'], 'scenario': None}
+
+
+def test_a_validator_names_the_line_of_the_key_it_is_about():
+    msg = errors_of(MINIMAL.replace('{version: 3.14.0-4, suite: bookworm}',
+                                    '{version: 3.10.3-2,\n      suite: bookworm}'))
+    assert "line 4: libfuse[0].debian.version: Debian version '3.10.3-2' does not belong" in msg
 
 
 def test_ci_preset_covers_every_libfuse_on_host_and_an_old_and_a_new_vm_kernel():
     cfg = schema.load(MATRIX)
     cells = model.select(model.all_cells(cfg, host_release='6.18.44'),
-                         cfg['presets']['ci']['cells'])
-    host = {c.libfuse['version'] for c in cells if c.kernel['name'] == 'host'}
+                         cfg.presets['ci'].cells)
+    host = {c.libfuse.version for c in cells if c.kernel.name == 'host'}
     # every release; the io_uring variant of 3.18.3 is in the full preset only
-    assert host == {e['version'] for e in cfg['libfuse'] if not e['io_uring']}
-    vm_paths = {c.kernel['name']: c.expect.startup_path for c in cells
+    assert host == {e.version for e in cfg.libfuse if not e.io_uring}
+    vm_paths = {c.kernel.name: c.expect.startup_path for c in cells
                 if c.is_vm and c.startup == 'auto'}
     assert 'sync' in vm_paths.values() and 'classic' in vm_paths.values()
-    assert cfg['presets']['ci']['packaging'] is True
+    assert cfg.presets['ci'].packaging is True
 
 
 # ---------------------------------------------------------------- malformed files
@@ -244,7 +264,7 @@ def test_kernel_sync_init_flag_overrides_the_version():
 
 def test_cell_patterns(cfg):
     cells = model.all_cells(cfg, host_release='6.18')
-    av = model.axis_values(cfg)
+    av = cfg.axis_values()
     pick = lambda text: sorted(c.id for c in model.select(  # noqa: E731
         cells, model.parse_cell_patterns(text, av)))
     assert pick('3.17*/7.2') == ['3.17.2/7.2/auto', '3.17.2/7.2/classic']
@@ -268,8 +288,8 @@ def test_keyword_expression(cfg):
 def _judged(cfg, cid, probe=None, **result):
     c = cell(model.all_cells(cfg, host_release='6.18'), cid)
     if probe is not None:
-        base = {'libfuse_runtime_version': c.libfuse['version'],
-                'libfuse_build_version': c.libfuse['version'],
+        base = {'libfuse_runtime_version': c.libfuse.version,
+                'libfuse_build_version': c.libfuse.version,
                 'startup_path': c.expect.startup_path, 'build_features': c.expect.features,
                 'problems': []}
         base.update(probe)
@@ -513,17 +533,16 @@ presets:
 
 def test_repository_clients_are_the_issues_projects():
     cfg = schema.load(MATRIX)
-    pins = {e['name']: (e['project'], e['version'], e['peer'], e['module'])
-            for e in cfg['clients']}
+    pins = {e.name: (e.project, e.version, e.peer, e.module) for e in cfg.clients}
     assert pins == {'pyfuse3': ('pyfuse3', '3.5.0', 'pyfuse3', 'pyfuse3'),
                     'mfusepy': ('mfusepy', '3.1.1', 'mfusepy', 'mfusepy'),
                     'borg1.4': ('borgbackup', '1.4.5', 'pyfuse3', 'pyfuse3'),
                     'borg2.0': ('borgbackup', '2.0.0b23', 'mfusepy', 'mfusepy'),
                     'ratarmount': ('ratarmount', '1.3.0', 'mfusepy', 'mfusepy'),
                     'fsspec': ('fsspec', '2026.9.0', 'fusepy', 'fuse')}
-    ci = set(cfg['presets']['ci']['clients'])
+    ci = set(cfg.presets['ci'].clients)
     assert {'pyfuse3', 'mfusepy', 'ratarmount', 'fsspec'} <= ci
-    assert set(cfg['presets']['clients']['clients']) == set(pins)
+    assert set(cfg.presets['clients'].clients) == set(pins)
 
 
 def test_schema_peers_are_the_ones_the_import_hook_provides():
@@ -535,13 +554,14 @@ def test_schema_peers_are_the_ones_the_import_hook_provides():
 
 def test_clients_section_is_read():
     cfg = load(CLIENTS)
-    [e] = cfg['clients']
-    assert (e['name'], e['project'], e['version'], e['peer'], e['module']) == \
+    [e] = cfg.clients
+    assert (e.name, e.project, e.version, e.peer, e.module) == \
         ('demo', 'demo-fs', '1.2.0', 'fusepy', 'fuse')
-    assert e['tests'] == {'from': 'sdist', 'args': ['tests/'], 'scenario': None}
-    assert e['env'] == {'DEMO': '1'} and e['timeout'] == schema.CLIENT_DEFAULT_TIMEOUT
-    assert cfg['presets']['only-clients']['clients'] == ['demo']
-    assert cfg['presets']['only-clients']['tests']['path'] is None
+    assert e.tests.model_dump(by_alias=True) == {'from': 'sdist', 'args': ['tests/'],
+                                                 'scenario': None}
+    assert e.env == {'DEMO': '1'} and e.timeout == schema.CLIENT_DEFAULT_TIMEOUT
+    assert cfg.presets['only-clients'].clients == ['demo']
+    assert cfg.presets['only-clients'].tests.path is None
 
 
 @pytest.mark.parametrize('change, message', [
@@ -612,7 +632,7 @@ def test_client_comparison_is_per_test_id():
 def test_client_known_failures_and_errors():
     from fuseshim.matrix.clients import compare
     real = _run({'t::x': 'passed', 't::y': 'passed'})
-    known = [{'test': 't::x', 'reason': 'documented'}]
+    known = [schema.KnownFailure(test='t::x', reason='documented')]
     v = compare(real, _run({'t::x': 'failed', 't::y': 'passed'}, 'fuseshim'), known)
     assert v['status'] == 'xfail' and v['known'][0]['reason'] == 'documented'
     v = compare(real, _run({'t::x': 'passed', 't::y': 'passed'}, 'fuseshim'), known)
@@ -643,7 +663,7 @@ def test_client_junit_ids_keep_the_worst_outcome(tmp_path):
 def test_client_runs_use_the_cells_build_through_the_import_hook(tmp_path):
     from fuseshim.matrix import clients
     cfg = load(CLIENTS)
-    [e] = cfg['clients']
+    [e] = cfg.clients
     real = clients.run_env(e, str(tmp_path / 'r'))
     assert 'FUSESHIM_PROVIDES' not in real and 'PYTHONPATH' not in real
     # short: multiprocessing's AF_UNIX sockets go there
@@ -749,8 +769,8 @@ def test_client_known_failures_may_name_libfuse_versions():
     text = CLIENTS.replace("    tests: {from: sdist, args: [tests/]}\n",
                            "    tests: {from: sdist, args: [tests/]}\n"
                            "    known_failures: [{test: 't::x', reason: r, libfuse: ['3.17*']}]\n")
-    [e] = load(text)['clients']
-    assert clients.known_in(e['known_failures'], '3.17.2') == e['known_failures']
-    assert clients.known_in(e['known_failures'], '3.14.0') == []
+    [e] = load(text).clients
+    assert clients.known_in(e.known_failures, '3.17.2') == e.known_failures
+    assert clients.known_in(e.known_failures, '3.14.0') == []
     bad = errors_of(text.replace("['3.17*']", "['4.*']"))
     assert "known_failures[0].libfuse: '4.*' matches no libfuse" in bad

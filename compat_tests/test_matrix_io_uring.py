@@ -75,7 +75,9 @@ def test_judge_fails_a_row_whose_transport_is_missing():
     assert problems == ['io_uring transport not in libfuse, expected in']
 
 
-def options_for(tmp_path, entry, has_option):
+def options_for(tmp_path, row, has_option):
+    debian = schema.Debian(version=schema.upstream(row['version']) + '-1', suite='sid')
+    entry = schema.LibfuseEntry(source='apt-source', debian=debian, **row)
     (tmp_path / 'meson_options.txt').write_text(
         "option('utils', type: 'boolean', value: true)\n"
         + ("option('enable-io-uring', type: 'boolean', value: true,\n" if has_option else ''))

@@ -30,8 +30,8 @@ MATRIX = os.path.join(REPO, 'matrix.yaml')
 def selection(preset):
     cfg = schema.load(MATRIX)
     cells = model.all_cells(cfg)
-    if cfg['presets'][preset]['cells']:
-        cells = model.select(cells, cfg['presets'][preset]['cells'])
+    if cfg.presets[preset].cells:
+        cells = model.select(cells, cfg.presets[preset].cells)
     return cells
 
 
@@ -39,7 +39,7 @@ def selection(preset):
 @pytest.mark.parametrize('n', [1, 2, 3, 5, 7])
 def test_shards_partition_cells_and_packaging(preset, n):
     cells = selection(preset)
-    versions = sorted({c.libfuse['version'] for c in cells}, key=model.row_key)
+    versions = sorted({c.libfuse.version for c in cells}, key=model.row_key)
     shards = shard.split(cells, versions, n)
     assert len(shards) == n
     dealt = [c.id for s in shards for c in s.cells]
@@ -47,7 +47,7 @@ def test_shards_partition_cells_and_packaging(preset, n):
     assert sorted(v for s in shards for v in s.packaging) == versions
     for s in shards:
         for v in s.packaging:          # packaging runs where that libfuse is built anyway
-            assert any(c.libfuse['version'] == v for c in s.cells)
+            assert any(c.libfuse.version == v for c in s.cells)
     sizes = [len(s.cells) for s in shards]
     assert max(sizes) - min(sizes) <= 1
 

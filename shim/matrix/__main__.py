@@ -112,7 +112,7 @@ def list_cells(cells, shards, args) -> int:
             for c in s.cells:
                 e = c.expect
                 feats = ','.join(k for k, v in sorted(e.features.items()) if v) or '-'
-                print(f'{c.id:<26} {c.kernel["type"]:<4} expect path={e.startup_path:<8} '
+                print(f'{c.id:<26} {c.kernel.type:<4} expect path={e.startup_path:<8} '
                       f'soname={e.soname} features={feats}'
                       + (f' outcome={e.outcome} ({e.reason})' if e.outcome != 'pass' else ''))
         return EXIT_OK
@@ -127,13 +127,13 @@ def list_clients(cfg, cells, client_names) -> None:
     from .runner import clients_cells
     where = ', '.join(c.id for c in clients_cells(cells)) or 'no host/auto cell selected'
     for name in client_names:
-        e = next(x for x in cfg['clients'] if x['name'] == name)
-        t = e['tests']
-        what = (f'scenario {t["scenario"]}' if t['from'] == 'scenario' else
-                f'pytest {" ".join(t["args"])} (from its '
-                f'{"sdist" if t["from"] == "sdist" else "installed package"})')
-        print(f'client {name:<12} {e["project"]}=={e["version"]} imports {e["module"]} '
-              f'({e["peer"]}): {what}; real peer, then fuseshim in: {where}', file=sys.stderr)
+        e = cfg.client(name)
+        t = e.tests
+        what = (f'scenario {t.scenario}' if t.from_ == 'scenario' else
+                f'pytest {" ".join(t.args)} (from its '
+                f'{"sdist" if t.from_ == "sdist" else "installed package"})')
+        print(f'client {name:<12} {e.project}=={e.version} imports {e.module} '
+              f'({e.peer}): {what}; real peer, then fuseshim in: {where}', file=sys.stderr)
 
 
 def install_prereqs() -> int:
@@ -169,23 +169,23 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     if args.check:
         cells = model.all_cells(cfg)
-        print(f'{path}: OK ({len(cfg["libfuse"])} libfuse versions, {len(cfg["kernels"])} '
-              f'kernels, {len(cfg["startup"])} startup modes, {len(cells)} cells, '
-              f'{len(cfg["clients"])} clients, presets: {", ".join(cfg["presets"]) or "none"})')
+        print(f'{path}: OK ({len(cfg.libfuse)} libfuse versions, {len(cfg.kernels)} '
+              f'kernels, {len(cfg.startup)} startup modes, {len(cells)} cells, '
+              f'{len(cfg.clients)} clients, presets: {", ".join(cfg.presets) or "none"})')
         return EXIT_OK
     preset = None
     if args.preset:
-        if args.preset not in cfg['presets']:
+        if args.preset not in cfg.presets:
             print(f'fuseshim-matrix: no preset {args.preset!r} in {path} (have: '
-                  f'{", ".join(cfg["presets"]) or "none"})', file=sys.stderr)
+                  f'{", ".join(cfg.presets) or "none"})', file=sys.stderr)
             return EXIT_USAGE
-        preset = cfg['presets'][args.preset]
+        preset = cfg.presets[args.preset]
     try:
         cells = model.all_cells(cfg)
-        if preset and preset['cells']:
-            cells = model.select(cells, preset['cells'])
+        if preset and preset.cells:
+            cells = model.select(cells, preset.cells)
         if args.cells:
-            cells = model.select(cells, model.parse_cell_patterns(args.cells, model.axis_values(cfg)))
+            cells = model.select(cells, model.parse_cell_patterns(args.cells, cfg.axis_values()))
         if args.keyword:
             cells = model.select(cells, keyword=args.keyword)
     except schema.MatrixError as e:
@@ -201,8 +201,8 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     packaging = args.packaging
     if packaging is None:
-        packaging = bool(preset and preset.get('packaging'))
-    all_packaging = sorted({c.libfuse['version'] for c in cells}, key=model.row_key) \
+        packaging = bool(preset and preset.packaging)
+    all_packaging = sorted({c.libfuse.version for c in cells}, key=model.row_key) \
         if packaging else []
     selection = [c.id for c in cells]
     packaging_versions = None
@@ -225,17 +225,16 @@ def main(argv=None) -> int:
         print(f'fuseshim-matrix: shard {args.shard} is empty', file=sys.stderr)
         return EXIT_OK
 
-    tests = dict((preset or {}).get('tests') or cfg['tests'])
+    tests = (preset and preset.tests) or cfg.tests
     base = os.path.dirname(os.path.abspath(path))
     if args.tests:
-        tests = {'path': os.path.abspath(args.tests), 'args': [], 'vm_path': '@path',
-                 'vm_args': None, 'startup': tests.get('startup')}
+        tests = schema.Tests(path=os.path.abspath(args.tests), startup=tests.startup)
     if args.pytest_args:
         extra = shlex.split(args.pytest_args)
-        tests['args'] = list(tests['args']) + extra
-        if tests.get('vm_args') is not None:
-            tests['vm_args'] = list(tests['vm_args']) + extra
-    jobs = args.jobs or (preset or {}).get('jobs') or 1
+        tests = tests.model_copy(update={
+            'args': tests.args + extra,
+            'vm_args': tests.vm_args + extra if tests.vm_args is not None else None})
+    jobs = args.jobs or (preset and preset.jobs) or 1
 
     from .runner import Options, Runner
     opts = Options(cache=os.path.abspath(args.cache or cache_dir()),
@@ -282,13 +281,13 @@ def main(argv=None) -> int:
     return EXIT_UNEXPECTED if n_unexp else EXIT_OK
 
 
-def select_clients(cfg: dict, preset: dict | None, args) -> list[str]:
+def select_clients(cfg: schema.Matrix, preset: schema.Preset | None, args) -> list[str]:
     """Client names to run: --clients, else the preset's; none with --no-clients."""
     if args.no_clients:
         return []
-    known = [e['name'] for e in cfg['clients']]
+    known = [e.name for e in cfg.clients]
     if args.clients is None:
-        return list((preset or {}).get('clients') or [])
+        return list((preset and preset.clients) or [])
     if args.clients.strip() == 'all':
         return known
     names = [n.strip() for n in args.clients.split(',') if n.strip()]

@@ -31,8 +31,10 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
 
+from .schema import Client, KnownFailure
 from .util import Log, StageError, run
 
 SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'scenarios')
@@ -63,15 +65,15 @@ def scenario_path(name: str) -> str:
     return os.path.join(SCENARIOS, f'test_{name}.py')
 
 
-def requirement(entry: dict) -> str:
-    extras = f'[{",".join(entry["extras"])}]' if entry['extras'] else ''
-    return f'{entry["project"]}{extras}=={entry["version"]}'
+def requirement(entry: Client) -> str:
+    extras = f'[{",".join(entry.extras)}]' if entry.extras else ''
+    return f'{entry.project}{extras}=={entry.version}'
 
 
-def client_key(entry: dict) -> str:
+def client_key(entry: Client) -> str:
     """Identity of a client's venv: what is installed into it, and by which
     interpreter (a changed entry gets a new venv; the old one is removed)."""
-    ident = json.dumps([requirement(entry), sorted(entry['pip']), entry['tests']['from'],
+    ident = json.dumps([requirement(entry), sorted(entry.pip), entry.tests.from_,
                         sys.version], sort_keys=True)
     return hashlib.sha256(ident.encode()).hexdigest()[:12]
 
@@ -103,21 +105,21 @@ def ensure_apt(packages, log: Log, timeout=900) -> list[str]:
     return missing
 
 
-def ensure_client(entry: dict, cache: str, log: Log, timeout=1800, rebuild=False) -> dict:
+def ensure_client(entry: Client, cache: str, log: Log, timeout=1800, rebuild=False) -> dict:
     """The client's venv (and unpacked sdist when its tests come from there),
     made once under ``$CACHE/clients``; a run interrupted half-way is redone."""
     from . import sdists
     base = os.path.join(cache, 'clients')
     key = client_key(entry)
-    root = os.path.join(base, f'{entry["name"]}-{key}')
+    root = os.path.join(base, f'{entry.name}-{key}')
     stamp = os.path.join(root, '.complete')
     python = os.path.join(root, 'venv', 'bin', 'python')
     info = {'root': root, 'python': python, 'key': key, 'requirement': requirement(entry)}
     t0 = time.monotonic()
-    info['apt_installed'] = ensure_apt(entry['apt'], log)
+    info['apt_installed'] = ensure_apt(entry.apt, log)
     if rebuild or not os.path.exists(stamp):
         for old in os.listdir(base) if os.path.isdir(base) else ():
-            if old.startswith(entry['name'] + '-') and old != os.path.basename(root) and \
+            if old.startswith(entry.name + '-') and old != os.path.basename(root) and \
                     len(old) == len(os.path.basename(root)):
                 shutil.rmtree(os.path.join(base, old), ignore_errors=True)   # superseded
         shutil.rmtree(root, ignore_errors=True)
@@ -126,11 +128,11 @@ def ensure_client(entry: dict, cache: str, log: Log, timeout=1800, rebuild=False
         run([sys.executable, '-m', 'venv', os.path.join(root, 'venv')], log=log, timeout=300)
         env = {k: v for k, v in os.environ.items() if k not in SCRUB}
         env['PIP_DISABLE_PIP_VERSION_CHECK'] = '1'
-        run([python, '-m', 'pip', 'install', '-q', info['requirement'], *entry['pip']],
+        run([python, '-m', 'pip', 'install', '-q', info['requirement'], *entry.pip],
             env=env, log=log, timeout=timeout)
-        if entry['tests']['from'] == 'sdist':
-            log.section(f'sdist of {entry["project"]} {entry["version"]} (its tests)')
-            top = sdists.fetch_sdist(entry['project'], entry['version'],
+        if entry.tests.from_ == 'sdist':
+            log.section(f'sdist of {entry.project} {entry.version} (its tests)')
+            top = sdists.fetch_sdist(entry.project, entry.version,
                                      Path(root) / 'sdist')
             log.write(f'unpacked into {top}')
         freeze = run([python, '-m', 'pip', 'freeze', '--all'], env=env, log=log, timeout=120,
@@ -144,7 +146,7 @@ def ensure_client(entry: dict, cache: str, log: Log, timeout=1800, rebuild=False
         info['reused'] = True
         log.write(f'reusing {root}')
     info['elapsed'] = round(time.monotonic() - t0, 1)
-    info['sdist'] = _sdist_top(root) if entry['tests']['from'] == 'sdist' else None
+    info['sdist'] = _sdist_top(root) if entry.tests.from_ == 'sdist' else None
     try:
         with open(os.path.join(root, 'pip-freeze.txt')) as f:
             info['installed'] = f.read().split()
@@ -208,12 +210,12 @@ def copy_scenario(name: str, rundir: str) -> str:
     return os.path.join(d, os.path.basename(scenario_path(name)))
 
 
-def pytest_command(entry: dict, python: str, rundir: str) -> list[str]:
-    t = entry['tests']
-    if t['from'] == 'scenario':
-        args = [copy_scenario(t['scenario'], rundir), '-c', os.devnull, f'--rootdir={rundir}']
+def pytest_command(entry: Client, python: str, rundir: str) -> list[str]:
+    t = entry.tests
+    if t.from_ == 'scenario':
+        args = [copy_scenario(t.scenario, rundir), '-c', os.devnull, f'--rootdir={rundir}']
     else:
-        args = list(t['args'])
+        args = list(t.args)
     return [python, '-m', 'pytest', *args, '-p', 'no:cacheprovider', '-q', '-rfEs',
             # a module that does not import (e.g. a test of examples the sdist
             # lacks) is one failed id, not the end of the run
@@ -222,12 +224,12 @@ def pytest_command(entry: dict, python: str, rundir: str) -> list[str]:
             f'--basetemp={os.path.join(rundir, "tmp")}']
 
 
-def run_env(entry: dict, rundir: str, fuseshim: dict | None = None) -> dict:
+def run_env(entry: Client, rundir: str, fuseshim: dict | None = None) -> dict:
     """The environment of one run; ``fuseshim``: {'site', 'shims', 'startup',
     'libfuse_env'} for a run with fuseshim providing the peer's module."""
     env = {k: v for k, v in os.environ.items()
            if k not in SCRUB and not k.startswith('FUSESHIM_MATRIX_')}
-    env.update(entry['env'])
+    env.update(entry.env)
     # TMPDIR short: multiprocessing puts AF_UNIX sockets there (108-byte
     # paths: pyfuse3's tests failed below the report directory)
     env['TMPDIR'] = tempfile.mkdtemp(prefix='fuseshim-client-')
@@ -237,7 +239,7 @@ def run_env(entry: dict, rundir: str, fuseshim: dict | None = None) -> dict:
                     if k == 'LD_LIBRARY_PATH'})
         env['PYTHONPATH'] = fuseshim['shims']
         env['FUSESHIM_CLIENT_SITE'] = fuseshim['site']
-        env['FUSESHIM_PROVIDES'] = entry['peer']
+        env['FUSESHIM_PROVIDES'] = entry.peer
         env['FUSESHIM_STARTUP'] = fuseshim.get('startup', 'auto')
     return env
 
@@ -259,29 +261,29 @@ def module_origin(python: str, module: str, env: dict, cwd: str, log: Log) -> di
                          + ' '.join(lines[-3:])}
 
 
-def run_suite(entry: dict, prepared: dict, rundir: str, log: Log,
+def run_suite(entry: Client, prepared: dict, rundir: str, log: Log,
               fuseshim: dict | None = None) -> dict:
     """One run of the client's suite; returns counts and per-id outcomes."""
     shutil.rmtree(rundir, ignore_errors=True)
     os.makedirs(rundir)
     env = run_env(entry, rundir, fuseshim)
-    cwd = prepared['sdist'] if entry['tests']['from'] == 'sdist' else rundir
+    cwd = prepared['sdist'] if entry.tests.from_ == 'sdist' else rundir
     res = {'side': 'fuseshim' if fuseshim else 'real', 'dir': rundir}
-    origin = module_origin(prepared['python'], entry['module'], env, cwd, log)
+    origin = module_origin(prepared['python'], entry.module, env, cwd, log)
     res['module'] = origin
     layer = (origin.get('name') or '').startswith('fuseshim.compat.')
     if origin.get('error') or bool(fuseshim) != layer:
         res['error'] = origin.get('error') or (
-            f'import {entry["module"]} gave {origin.get("file")}: '
+            f'import {entry.module} gave {origin.get("file")}: '
             + ('not fuseshim\'s layer (the import hook did not act)' if fuseshim
                else 'fuseshim\'s layer instead of the real peer'))
         remove_tmpdir(env['TMPDIR'])
         return res
     cmd = pytest_command(entry, prepared['python'], rundir)
     t0 = time.monotonic()
-    log.section(f'{entry["name"]}: {res["side"]} run')
+    log.section(f'{entry.name}: {res["side"]} run')
     try:
-        cp = run(cmd, env=env, cwd=cwd, log=log, timeout=entry['timeout'], check=False)
+        cp = run(cmd, env=env, cwd=cwd, log=log, timeout=entry.timeout, check=False)
         res['exit'] = cp.returncode
         output = cp.output_text or ''
     except StageError as e:
@@ -343,7 +345,7 @@ def count(outcomes: dict) -> dict:
     return c
 
 
-def compare(real: dict, shim: dict, known_failures=()) -> dict:
+def compare(real: dict, shim: dict, known_failures: Sequence[KnownFailure] = ()) -> dict:
     """Judge a fuseshim run against the real peer's, per test id.
 
     status: pass (fuseshim passes every test the real peer passes), xfail
@@ -359,12 +361,12 @@ def compare(real: dict, shim: dict, known_failures=()) -> dict:
     lost = sorted(t for t, o in ro.items() if o == 'passed' and so.get(t) != 'passed')
     known, regressions = [], []
     for t in lost:
-        k = next((k for k in known_failures if fnmatch.fnmatchcase(t, k['test'])), None)
+        k = next((k for k in known_failures if fnmatch.fnmatchcase(t, k.test)), None)
         (known if k else regressions).append(
             {'test': t, 'real': 'passed', 'fuseshim': so.get(t, 'missing'),
-             **({'reason': k['reason']} if k else {})})
-    stale = [k for k in known_failures
-             if not any(fnmatch.fnmatchcase(x['test'], k['test']) for x in known)]
+             **({'reason': k.reason} if k else {})})
+    stale = [k.model_dump() for k in known_failures
+             if not any(fnmatch.fnmatchcase(x['test'], k.test) for x in known)]
     out = {
         'regressions': regressions, 'known': known, 'stale_known': stale,
         'both_failed': sorted(t for t, o in ro.items() if o in FAILED and so.get(t) in FAILED),
@@ -409,11 +411,11 @@ def merge_shards(into: dict, name: str, r: dict, where: str) -> None:
         have['error'] = r['error']
 
 
-def known_in(known_failures, libfuse_version: str) -> list:
+def known_in(known_failures: Sequence[KnownFailure], libfuse_version: str) -> list:
     """The known failures that apply in a cell of this libfuse version."""
     return [k for k in known_failures
-            if not k.get('libfuse') or any(fnmatch.fnmatchcase(libfuse_version, v)
-                                           for v in k['libfuse'])]
+            if not k.libfuse or any(fnmatch.fnmatchcase(libfuse_version, v)
+                                    for v in k.libfuse)]
 
 
 def side_text(res: dict | None) -> str:

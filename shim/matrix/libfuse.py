@@ -22,7 +22,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from .schema import upstream
+from .schema import LibfuseEntry, upstream
 from .util import Log, StageError, read_json, run, write_json
 
 BUILD_OPTIONS = ['-Dutils=true', '-Duseroot=true', '-Dinitscriptdir=',
@@ -76,30 +76,31 @@ def meson_cmd() -> list[str]:
         return [m]
 
 
-def spec_key(entry: dict) -> dict:
-    return {'version': entry['version'], 'source': entry['source'], 'debian': entry['debian'],
-            'options': BUILD_OPTIONS, 'io_uring': entry.get('io_uring', False), 'layout': 5}
+def spec_key(entry: LibfuseEntry) -> dict:
+    return {'version': entry.version, 'source': entry.source,
+            'debian': entry.debian.model_dump() if entry.debian else None,
+            'options': BUILD_OPTIONS, 'io_uring': entry.io_uring, 'layout': 5}
 
 
 URING_OPTION = 'enable-io-uring'      # libfuse >= 3.18
 URING_BUILD_DEPS = ('liburing-dev', 'libnuma-dev')
 
 
-def uring_options(entry: dict, source_tree: str) -> list[str]:
+def uring_options(entry: LibfuseEntry, source_tree: str) -> list[str]:
     """libfuse >= 3.18 compiles the io_uring transport in whenever liburing
     and libnuma are found, so say it either way: a row that does not ask
     for it must not change when a host happens to have liburing-dev."""
     with open(os.path.join(source_tree, 'meson_options.txt')) as f:
         has_option = f"option('{URING_OPTION}'" in f.read()
     if not has_option:
-        if entry.get('io_uring'):
-            raise StageError(f'libfuse {entry["version"]} has no io_uring transport '
+        if entry.io_uring:
+            raise StageError(f'libfuse {entry.version} has no io_uring transport '
                              f'(no {URING_OPTION} build option; it came with 3.18)')
         return []
-    return [f'-D{URING_OPTION}={"true" if entry.get("io_uring") else "false"}']
+    return [f'-D{URING_OPTION}={"true" if entry.io_uring else "false"}']
 
 
-def _check_uring(prefix: 'LibfusePrefix', entry: dict, log: Log):
+def _check_uring(prefix: 'LibfusePrefix', entry: LibfuseEntry, log: Log):
     """The built library links liburing exactly when the row asked for the
     transport (meson drops it silently when liburing is missing)."""
     from ..elf import needed
@@ -108,19 +109,19 @@ def _check_uring(prefix: 'LibfusePrefix', entry: dict, log: Log):
         raise StageError(f'no libfuse3.so built in {prefix.libdir}')
     has = any(n.startswith('liburing.so') for n in needed(libs[0]))
     log.write(f'{libs[0]}: io_uring transport {"compiled in" if has else "not compiled in"}')
-    if has != bool(entry.get('io_uring')):
+    if has != entry.io_uring:
         hint = (f' (install {" and ".join(URING_BUILD_DEPS)}: fuseshim-matrix '
                 '--install-prereqs)' if not has else '')
-        raise StageError(f'libfuse {entry["version"]}: io_uring transport '
+        raise StageError(f'libfuse {entry.version}: io_uring transport '
                          f'{"compiled in" if has else "missing"}, but the row says '
-                         f'io_uring: {bool(entry.get("io_uring"))}{hint}')
+                         f'io_uring: {entry.io_uring}{hint}')
 
 
-def ensure_libfuse(entry: dict, cache: str, apt, log: Log, rebuild=False,
+def ensure_libfuse(entry: LibfuseEntry, cache: str, apt, log: Log, rebuild=False,
                    timeout=1200) -> LibfusePrefix:
     """Build (or reuse) the libfuse of a matrix entry; returns its prefix."""
-    ver = entry['version']
-    if entry['source'] == 'system':
+    ver = entry.version
+    if entry.source == 'system':
         return _system(ver, log)
     root = os.path.join(cache, 'libfuse', ver)
     stamp = os.path.join(root, 'stamp.json')
@@ -133,7 +134,7 @@ def ensure_libfuse(entry: dict, cache: str, apt, log: Log, rebuild=False,
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(root)
     apt.ensure()
-    if entry['source'] == 'apt-source':
+    if entry.source == 'apt-source':
         res = _from_source(entry, root, apt, log, timeout)
     else:
         res = _from_binaries(entry, root, apt, log)
@@ -145,10 +146,10 @@ def ensure_libfuse(entry: dict, cache: str, apt, log: Log, rebuild=False,
 
 
 def _from_source(entry, root, apt, log, timeout) -> LibfusePrefix:
-    deb = entry['debian']
+    deb = entry.debian
     src = os.path.join(root, 'src')
-    log.section(f'apt-get source {deb["package"]}={deb["version"]}')
-    apt.source(f'{deb["package"]}={deb["version"]}', src, log=log)
+    log.section(f'apt-get source {deb.package}={deb.version}')
+    apt.source(f'{deb.package}={deb.version}', src, log=log)
     tops = [d for d in glob.glob(os.path.join(src, '*')) if os.path.isdir(d)
             and os.path.exists(os.path.join(d, 'meson.build'))]
     if len(tops) != 1:
@@ -164,9 +165,9 @@ def _from_source(entry, root, apt, log, timeout) -> LibfusePrefix:
                        f'-Dudevrulesdir={prefix}/lib/udev/rules.d'],
         env=env, log=log, timeout=timeout)
     run(meson_cmd() + ['install', '-C', build, '--quiet'], env=env, log=log, timeout=timeout)
-    _check_fusermount(os.path.join(prefix, 'bin', 'fusermount3'), upstream(entry['version']), log)
+    _check_fusermount(os.path.join(prefix, 'bin', 'fusermount3'), entry.upstream, log)
     pcdir = os.path.join(prefix, 'lib', 'pkgconfig')
-    res = LibfusePrefix(entry['version'], prefix, pcdir, os.path.join(prefix, 'lib'), log.path)
+    res = LibfusePrefix(entry.version, prefix, pcdir, os.path.join(prefix, 'lib'), log.path)
     _check_uring(res, entry, log)
     return res
 
@@ -187,12 +188,12 @@ def _check_fusermount(path: str, version: str, log: Log):
 
 
 def _from_binaries(entry, root, apt, log) -> LibfusePrefix:
-    deb = entry['debian']
+    deb = entry.debian
     dl = os.path.join(root, 'debs')
-    log.section('apt-get download ' + ' '.join(deb['packages']))
-    debs = apt.download([f'{p}={deb["version"]}' for p in deb['packages']], dl, log=log)
-    if len(debs) != len(deb['packages']):
-        raise StageError(f'expected {len(deb["packages"])} .deb files, got {debs}')
+    log.section('apt-get download ' + ' '.join(deb.packages))
+    debs = apt.download([f'{p}={deb.version}' for p in deb.packages], dl, log=log)
+    if len(debs) != len(deb.packages):
+        raise StageError(f'expected {len(deb.packages)} .deb files, got {debs}')
     prefix = os.path.join(root, 'prefix')
     for d in debs:
         run(['dpkg', '-x', d, prefix], log=log)
@@ -227,7 +228,7 @@ def _from_binaries(entry, root, apt, log) -> LibfusePrefix:
     if not real:
         raise StageError(f'no libfuse3.so.* in the unpacked packages under {prefix}')
     libdir = os.path.dirname(real[0])
-    return LibfusePrefix(entry['version'], usr, os.path.dirname(pc), libdir, log.path)
+    return LibfusePrefix(entry.version, usr, os.path.dirname(pc), libdir, log.path)
 
 
 def _system(ver, log) -> LibfusePrefix:

@@ -23,7 +23,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from .schema import AXES, MatrixError, upstream
+from .schema import AXES, Kernel, LibfuseEntry, Match, Matrix, MatrixError
 
 
 def vtuple(version: str) -> tuple[int, ...]:
@@ -67,8 +67,8 @@ class Expectation:
 
 @dataclass
 class Cell:
-    libfuse: dict
-    kernel: dict
+    libfuse: LibfuseEntry
+    kernel: Kernel
     startup: str
     expect: Expectation = None
     kernel_release: str = ''     # host: uname -r; vm: resolved at run time
@@ -76,51 +76,46 @@ class Cell:
 
     @property
     def id(self) -> str:
-        return f'{self.libfuse["version"]}/{self.kernel["name"]}/{self.startup}'
+        return f'{self.libfuse.version}/{self.kernel.name}/{self.startup}'
 
     @property
     def slug(self) -> str:
-        return f'lf{self.libfuse["version"]}-{self.kernel["name"]}-{self.startup}'
+        return f'lf{self.libfuse.version}-{self.kernel.name}-{self.startup}'
 
     @property
     def is_vm(self) -> bool:
-        return self.kernel['type'] == 'vm'
+        return self.kernel.type == 'vm'
 
     def axes(self) -> dict:
-        return {'libfuse': self.libfuse['version'], 'kernel': self.kernel['name'],
+        return {'libfuse': self.libfuse.version, 'kernel': self.kernel.name,
                 'startup': self.startup}
 
 
-def matches(rule: dict, axes: dict) -> bool:
+def matches(rule: Match, axes: dict) -> bool:
     """A rule matches a cell when every axis it names has a matching glob."""
-    for axis in AXES:
-        pats = rule.get(axis)
-        if pats is None:
-            continue
-        if not any(fnmatch.fnmatchcase(axes[axis], p) for p in pats):
-            return False
-    return True
+    return all(any(fnmatch.fnmatchcase(axes[axis], p) for p in pats)
+               for axis, pats in rule.globs().items())
 
 
-def kernel_sync_init(cfg: dict, kernel: dict, host_release: str | None = None) -> bool:
-    if kernel.get('sync_init') is not None:
-        return bool(kernel['sync_init'])
-    if kernel['type'] == 'host':
+def kernel_sync_init(cfg: Matrix, kernel: Kernel, host_release: str | None = None) -> bool:
+    if kernel.sync_init is not None:
+        return kernel.sync_init
+    if kernel.type == 'host':
         version = host_release if host_release is not None else host_kernel_release()
     else:
-        version = kernel['version']
-    return version_ge(version, cfg['sync_init_since'])
+        version = kernel.version
+    return version_ge(version, cfg.sync_init_since)
 
 
-def expected_soname(lf: dict) -> str:
-    if lf.get('soname'):
-        return lf['soname']
-    return 'libfuse3.so.4' if version_ge(lf['version'], '3.17') else 'libfuse3.so.3'
+def expected_soname(lf: LibfuseEntry) -> str:
+    if lf.soname:
+        return lf.soname
+    return 'libfuse3.so.4' if version_ge(lf.version, '3.17') else 'libfuse3.so.3'
 
 
-def expected_features(cfg: dict, lf: dict) -> dict:
-    feats = {name: version_ge(lf['version'], since) for name, since in cfg['features'].items()}
-    feats.update(lf.get('features') or {})
+def expected_features(cfg: Matrix, lf: LibfuseEntry) -> dict:
+    feats = {name: version_ge(lf.version, since) for name, since in cfg.features.items()}
+    feats.update(lf.features)
     return feats
 
 
@@ -132,49 +127,44 @@ def expected_path(startup: str, sync_ok: bool) -> str:
     return 'sync' if sync_ok else 'classic'
 
 
-def expectation(cfg: dict, lf: dict, kernel: dict, startup: str,
+def expectation(cfg: Matrix, lf: LibfuseEntry, kernel: Kernel, startup: str,
                 host_release: str | None = None) -> Expectation:
     sync_ok = kernel_sync_init(cfg, kernel, host_release)
     e = Expectation(startup_path=expected_path(startup, sync_ok), soname=expected_soname(lf),
-                    libfuse_version=upstream(lf['version']),
+                    libfuse_version=lf.upstream,
                     features=expected_features(cfg, lf), sync_init=sync_ok,
-                    io_uring=lf.get('io_uring', False))
-    axes = {'libfuse': lf['version'], 'kernel': kernel['name'], 'startup': startup}
-    for rule in cfg['rules']['expect']:
+                    io_uring=lf.io_uring)
+    axes = {'libfuse': lf.version, 'kernel': kernel.name, 'startup': startup}
+    for rule in cfg.rules.expect:
         if not matches(rule, axes):
             continue
-        if rule.get('startup_path'):
-            e.startup_path = rule['startup_path']
-        if rule.get('soname'):
-            e.soname = rule['soname']
-        if rule.get('features'):
-            e.features = {**e.features, **rule['features']}
-        if rule.get('outcome'):
-            e.outcome = rule['outcome']
-            e.reason = rule.get('reason') or ''
+        if rule.startup_path:
+            e.startup_path = rule.startup_path
+        if rule.soname:
+            e.soname = rule.soname
+        if rule.features:
+            e.features = {**e.features, **rule.features}
+        if rule.outcome:
+            e.outcome = rule.outcome
+            e.reason = rule.reason or ''
     return e
 
 
-def axis_values(cfg: dict) -> dict:
-    return {'libfuse': [e['version'] for e in cfg['libfuse']],
-            'kernel': [k['name'] for k in cfg['kernels']], 'startup': list(cfg['startup'])}
-
-
-def all_cells(cfg: dict, host_release: str | None = None) -> list[Cell]:
+def all_cells(cfg: Matrix, host_release: str | None = None) -> list[Cell]:
     """Every cell of the matrix after rules.exclude / rules.include."""
     if host_release is None:
         host_release = host_kernel_release()
     cells = []
-    for lf in cfg['libfuse']:
-        for k in cfg['kernels']:
-            for s in cfg['startup']:
-                axes = {'libfuse': lf['version'], 'kernel': k['name'], 'startup': s}
-                excluded = any(matches(r, axes) for r in cfg['rules']['exclude'])
-                included = any(matches(r, axes) for r in cfg['rules']['include'])
+    for lf in cfg.libfuse:
+        for k in cfg.kernels:
+            for s in cfg.startup:
+                axes = {'libfuse': lf.version, 'kernel': k.name, 'startup': s}
+                excluded = any(matches(r, axes) for r in cfg.rules.exclude)
+                included = any(matches(r, axes) for r in cfg.rules.include)
                 if excluded and not included:
                     continue
                 cell = Cell(lf, k, s, expectation(cfg, lf, k, s, host_release))
-                if k['type'] == 'host':
+                if k.type == 'host':
                     cell.kernel_release = host_release
                 cells.append(cell)
     return cells
@@ -182,7 +172,7 @@ def all_cells(cfg: dict, host_release: str | None = None) -> list[Cell]:
 
 # ---------------------------------------------------------------- selection
 
-def parse_cell_patterns(text: str, axis_values: dict | None = None) -> list[dict]:
+def parse_cell_patterns(text: str, axis_values: dict | None = None) -> list[Match]:
     """--cells: comma-separated patterns, each either a cell id glob
     'LIBFUSE/KERNEL/STARTUP' (missing parts mean '*'), axis=glob terms
     joined by '+' ('kernel=7.2+startup=auto'), or one bare word naming a
@@ -199,19 +189,19 @@ def parse_cell_patterns(text: str, axis_values: dict | None = None) -> list[dict
                     raise MatrixError([f'--cells: unknown axis {axis!r} in {part!r} '
                                        f'(use {", ".join(AXES)})'], 'command line')
                 rule.setdefault(axis, []).append(val.strip())
-            rules.append(rule)
+            rules.append(Match(**rule))
         elif '/' not in part and any(fnmatch.fnmatchcase(v, part)
                                      for vals in axis_values.values() for v in vals):
             for axis in AXES:
                 if any(fnmatch.fnmatchcase(v, part) for v in axis_values.get(axis, ())):
-                    rules.append({axis: [part]})
+                    rules.append(Match(**{axis: [part]}))
         else:
             bits = part.split('/')
             if len(bits) > 3:
                 raise MatrixError([f'--cells: {part!r} has more than LIBFUSE/KERNEL/STARTUP'],
                                   'command line')
             bits += ['*'] * (3 - len(bits))
-            rules.append({a: [b or '*'] for a, b in zip(AXES, bits)})
+            rules.append(Match(**{a: [b or '*'] for a, b in zip(AXES, bits)}))
     return rules
 
 
@@ -276,7 +266,7 @@ def keyword_filter(expr: str):
     return fn
 
 
-def select(cells: list[Cell], patterns: list[dict] | None = None, keyword: str | None = None,
+def select(cells: list[Cell], patterns: list[Match] | None = None, keyword: str | None = None,
            vm: bool | None = None) -> list[Cell]:
     out = cells
     if patterns:

@@ -31,16 +31,16 @@ def _cell_text(c: model.Cell, short=False) -> str:
 def columns(cells):
     cols = []
     for c in cells:
-        key = (c.kernel['name'], c.startup)
+        key = (c.kernel.name, c.startup)
         if key not in cols:
             cols.append(key)
     return cols
 
 
 def grid(cells, packaging: dict):
-    rows = sorted({c.libfuse['version'] for c in cells} | set(packaging), key=model.row_key)
+    rows = sorted({c.libfuse.version for c in cells} | set(packaging), key=model.row_key)
     cols = columns(cells)
-    by = {(c.libfuse['version'], c.kernel['name'], c.startup): c for c in cells}
+    by = {(c.libfuse.version, c.kernel.name, c.startup): c for c in cells}
     return rows, cols, by
 
 
@@ -193,8 +193,8 @@ def host_info() -> dict:
 def to_json(cfg, cells, runner, summary, meta) -> dict:
     return {
         'meta': meta, 'host': host_info(), 'summary': summary,
-        'cells': [{'id': c.id, 'libfuse': c.libfuse['version'], 'kernel': c.kernel['name'],
-                   'kernel_type': c.kernel['type'], 'startup': c.startup,
+        'cells': [{'id': c.id, 'libfuse': c.libfuse.version, 'kernel': c.kernel.name,
+                   'kernel_type': c.kernel.type, 'startup': c.startup,
                    'expect': c.expect.to_dict(), 'result': c.result} for c in cells],
         'packaging': runner.packaging if runner else {},
         'builds': {v: {k: b.get(k) for k in ('soname', 'needed', 'resolved', 'site', 'log',
@@ -278,8 +278,8 @@ def junit(cells, packaging, clients=None) -> bytes:
             ET.SubElement(tc, 'skipped', message=skip_msg)
     for c in cells:
         r = c.result
-        tc = ET.SubElement(suite, 'testcase', classname=f'matrix.libfuse-{c.libfuse["version"]}',
-                           name=f'{c.kernel["name"]}/{c.startup}', time=str(r.get('elapsed', 0)))
+        tc = ET.SubElement(suite, 'testcase', classname=f'matrix.libfuse-{c.libfuse.version}',
+                           name=f'{c.kernel.name}/{c.startup}', time=str(r.get('elapsed', 0)))
         total_time += float(r.get('elapsed') or 0)
         n += 1
         verdict(tc, r.get('status'), '; '.join(r.get('judgement') or []),

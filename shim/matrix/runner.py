@@ -13,7 +13,7 @@ import time
 import xml.etree.ElementTree as ET
 
 from . import apt as aptmod
-from . import build, clients, libfuse, model, vm
+from . import build, clients, libfuse, model, schema, vm
 from .progress import Progress
 from .sdists import IndexUnreachable, PeerSourceError
 from .util import Log, StageError, read_json, run
@@ -30,7 +30,7 @@ class Options:
         self.report_dir = kw.get('report_dir')
         self.source = kw.get('source')
         self.jobs = kw.get('jobs', 1)
-        self.tests = kw.get('tests')          # dict: path, args, vm_path, vm_args
+        self.tests = kw.get('tests')          # schema.Tests
         self.tests_base = kw.get('tests_base')  # relative test paths are resolved here
         self.packaging = kw.get('packaging', False)
         self.rebuild = kw.get('rebuild', False)
@@ -45,7 +45,7 @@ class Options:
 
 
 class Runner:
-    def __init__(self, cfg: dict, opts: Options, stream=None):
+    def __init__(self, cfg: schema.Matrix, opts: Options, stream=None):
         self.cfg = cfg
         self.o = opts
         self.cache = opts.cache
@@ -77,17 +77,17 @@ class Runner:
     def get_apt(self) -> aptmod.PrivateApt:
         with self._lock:
             if self.apt is None:
-                mirror = self.cfg['mirror']
+                mirror = self.cfg.mirror
                 if mirror == 'auto':
                     mirror = aptmod.system_mirror()
-                suites = list(self.cfg['suites'])
-                for e in self.cfg['libfuse']:
-                    if e.get('debian'):
-                        suites.append(e['debian']['suite'])
-                for k in self.cfg['kernels']:
-                    if k.get('suite'):
-                        suites.append(k['suite'])
-                suites.append(self.cfg['busybox']['suite'])
+                suites = list(self.cfg.suites)
+                for e in self.cfg.libfuse:
+                    if e.debian:
+                        suites.append(e.debian.suite)
+                for k in self.cfg.kernels:
+                    if k.suite:
+                        suites.append(k.suite)
+                suites.append(self.cfg.busybox.suite)
                 self.apt = aptmod.PrivateApt(self.cache, mirror, suites,
                                              log=self.log('apt'))
             return self.apt
@@ -111,11 +111,11 @@ class Runner:
         self.shims = build.write_shims(os.path.join(self.rd, 'shims'))
         fuse_before = _fuse_mounts()
         packaging = self.packaging_versions(cells)
-        versions = sorted({c.libfuse['version'] for c in cells} | set(packaging),
+        versions = sorted({c.libfuse.version for c in cells} | set(packaging),
                           key=model.row_key)
-        vm_kernels = sorted({c.kernel['name'] for c in cells if c.is_vm})
+        vm_kernels = sorted({c.kernel.name for c in cells if c.is_vm})
         native = [c for c in cells if not c.is_vm]
-        groups = {k: [c for c in cells if c.is_vm and c.kernel['name'] == k] for k in vm_kernels}
+        groups = {k: [c for c in cells if c.is_vm and c.kernel.name == k] for k in vm_kernels}
         prep_units = len(versions) + len(vm_kernels) + (1 if packaging else 0)
         client_cells = clients_cells(cells) if self.o.clients else []
         total = prep_units + len(cells) + len(vm_kernels) + len(packaging) + \
@@ -123,8 +123,8 @@ class Runner:
         progress = Progress(total, self.stream, quiet=self.o.quiet).start()
         self.progress = progress
         try:
-            needs_apt = any(e['source'] != 'system' for e in self.cfg['libfuse']
-                            if e['version'] in versions) or vm_kernels
+            needs_apt = any(e.source != 'system' for e in self.cfg.libfuse
+                            if e.version in versions) or vm_kernels
             if needs_apt:
                 progress.stage('apt', 'private apt-get update')
                 try:
@@ -176,7 +176,7 @@ class Runner:
 
     # ---------------------------------------------------------------- prepare
     def _prep_libfuse(self, version: str):
-        entry = next(e for e in self.cfg['libfuse'] if e['version'] == version)
+        entry = self.cfg.libfuse_entry(version)
         task = f'libfuse {version}'
         log = self.log(f'build-libfuse-{version}')
         if task in self.prep_errors:
@@ -186,15 +186,15 @@ class Runner:
             self.progress.stage(task, 'fetch + build libfuse')
             t = time.monotonic()
             lf = libfuse.ensure_libfuse(entry, self.cache, self.get_apt()
-                                        if entry['source'] != 'system' else None,
+                                        if entry.source != 'system' else None,
                                         log, rebuild=self.o.rebuild,
-                                        timeout=self.cfg['timeouts']['build'])
+                                        timeout=self.cfg.timeouts.build)
             self.timings[f'libfuse {version}'] = time.monotonic() - t
             self.progress.stage(task, 'build fuseshim')
             t = time.monotonic()
             blog = self.log(f'build-fuseshim-{version}')
             b = build.build_fuseshim(self.src, lf, self.cache, blog, rebuild=self.o.rebuild,
-                                     timeout=self.cfg['timeouts']['build'])
+                                     timeout=self.cfg.timeouts.build)
             self.timings[f'fuseshim {version}'] = time.monotonic() - t
             b['log'] = self.rel(blog.path)
             b['libfuse_log'] = self.rel(log.path)
@@ -208,14 +208,14 @@ class Runner:
             self.progress.finish(task, 'error', _first_line(e))
 
     def _prep_kernel(self, name: str):
-        k = next(k for k in self.cfg['kernels'] if k['name'] == name)
+        k = self.cfg.kernel(name)
         task = f'kernel {name}'
         log = self.log(f'kernel-{name}')
         try:
             self.progress.stage(task, 'download + initramfs')
             t = time.monotonic()
             meta = vm.ensure_kernel(k, self.cache, self.get_apt(), log, rebuild=self.o.rebuild,
-                                    busybox=self.cfg['busybox'])
+                                    busybox=self.cfg.busybox)
             self.timings[task] = time.monotonic() - t
             self.kernels[name] = meta
             self.progress.finish(task, 'ok', f'{meta["release"]}, modules '
@@ -232,7 +232,7 @@ class Runner:
             t = time.monotonic()
             env = libfuse.build_tools_env()
             self.sdist = build.build_sdist(self.src, os.path.join(self.rd, 'packaging', 'dist'),
-                                           log, env, timeout=self.cfg['timeouts']['build'])
+                                           log, env, timeout=self.cfg.timeouts.build)
             self.timings['sdist'] = time.monotonic() - t
             self.progress.finish(task, 'ok', os.path.basename(self.sdist))
         except (StageError, OSError) as e:
@@ -245,17 +245,17 @@ class Runner:
         if self.o.no_tests:
             return None, []
         t = self.o.tests
-        path, args = t['path'], list(t['args'])
+        path, args = t.path, list(t.args)
         if cell.is_vm:
-            if t.get('vm_path') is None:
+            if t.vm_path is None:
                 return None, []
-            if t['vm_path'] != '@path':
-                path = t['vm_path']
-            if t.get('vm_args') is not None:
-                args = list(t['vm_args'])
-            for extra in t.get('vm_extra') or []:
-                if any(model.matches(rule, cell.axes()) for rule in extra['cells']):
-                    args += extra['args']
+            if t.vm_path != '@path':
+                path = t.vm_path
+            if t.vm_args is not None:
+                args = list(t.vm_args)
+            for extra in t.vm_extra:
+                if any(model.matches(rule, cell.axes()) for rule in extra.cells):
+                    args += extra.args
         if not path:
             return None, []
         base = self.o.tests_base
@@ -267,8 +267,8 @@ class Runner:
         env['PYTHONDONTWRITEBYTECODE'] = '1'
         env['FUSESHIM_MATRIX_CELL'] = cell.id
         env['FUSESHIM_MATRIX_STARTUP'] = cell.startup
-        env['FUSESHIM_MATRIX_LIBFUSE'] = cell.libfuse['version']
-        env['FUSESHIM_MATRIX_KERNEL'] = cell.kernel['name']
+        env['FUSESHIM_MATRIX_LIBFUSE'] = cell.libfuse.version
+        env['FUSESHIM_MATRIX_KERNEL'] = cell.kernel.name
         env['FUSESHIM_MATRIX_EXPECT_PATH'] = cell.expect.startup_path
         return env
 
@@ -297,7 +297,7 @@ class Runner:
         log = Log(os.path.join(celldir, 'cell.log'))
         res = cell.result
         res.update({'dir': self.rel(celldir), 'log': self.rel(log.path), 'stages': []})
-        v = cell.libfuse['version']
+        v = cell.libfuse.version
         err = self.prep_errors.get(f'libfuse {v}')
         if err or v not in self.builds:
             res['error'] = f'build failed: {err}'
@@ -315,7 +315,7 @@ class Runner:
         if cmds['tests'] and self._tests_wanted(cell):
             self.progress.stage(cell.id, 'tests (waiting)' if self._host_tests else 'tests')
             st = self._stage(res, 'tests', cmds['tests'], env, celldir, log,
-                             self.cfg['timeouts']['cell'], exclusive=True,
+                             self.cfg.timeouts.cell, exclusive=True,
                              on_start=lambda: self.progress.stage(cell.id, 'tests'))
             res['tests'] = _tests_result(st['exit'], os.path.join(celldir, 'junit.xml'),
                                          st.get('output', ''))
@@ -323,7 +323,7 @@ class Runner:
         return self._done(cell, t0)
 
     def _tests_wanted(self, cell) -> bool:
-        only = self.o.tests.get('startup')
+        only = self.o.tests.startup
         return not only or cell.startup in only
 
     def _stage(self, res, name, cmd, env, cwd, log, timeout, exclusive=False,
@@ -364,7 +364,7 @@ class Runner:
         runnable = []
         for c in cells:
             c.result.update({'stages': [], 'problems': []})
-            v = c.libfuse['version']
+            v = c.libfuse.version
             if kerr:
                 c.result['error'] = f'kernel {kname}: {kerr}'
             elif v not in self.builds:
@@ -380,20 +380,20 @@ class Runner:
         python = os.path.realpath(sys.executable)
         lines = ['#!/bin/sh', '# generated by fuseshim.matrix: runs inside the guest',
                  'echo "FUSESHIM-VM: job starts; $(nproc) cpu, kernel $(uname -r)"']
-        budget = self.cfg['timeouts']['vm_boot']
+        budget = self.cfg.timeouts.vm_boot
         for c in runnable:
             celldir = os.path.join(jobdir, c.slug)
             os.makedirs(celldir, exist_ok=True)
             for f in ('probe.json', 'junit.xml', 'probe.rc', 'tests.rc'):
                 if os.path.exists(os.path.join(celldir, f)):
                     os.remove(os.path.join(celldir, f))
-            b = self.builds[c.libfuse['version']]
-            env = self.cell_env(c, b['site'], self.lf[c.libfuse['version']])
+            b = self.builds[c.libfuse.version]
+            env = self.cell_env(c, b['site'], self.lf[c.libfuse.version])
             env_keys = ('PYTHONPATH', 'LD_LIBRARY_PATH', 'PYTHONDONTWRITEBYTECODE', 'PATH',
                         'HOME') + tuple(k for k in env if k.startswith('FUSESHIM_MATRIX_'))
             exports = ' '.join(f'{k}={shlex.quote(env[k])}' for k in env_keys if k in env)
             cmds = self.commands(c, python, b['site'], celldir)
-            t_cell = self.cfg['timeouts']['vm_cell']
+            t_cell = self.cfg.timeouts.vm_cell
             lines += [f'echo "FUSESHIM-VM: cell {c.id} starts"', f'cd {shlex.quote(celldir)}',
                       f'env -i {exports} timeout -k 10 {PROBE_TIMEOUT * 3} '
                       f'{shlex.join(cmds["probe"])} > probe.log 2>&1; echo $? > probe.rc']
@@ -419,7 +419,7 @@ class Runner:
             if os.path.exists(os.path.join(jobdir, name)):
                 os.remove(os.path.join(jobdir, name))
         try:
-            boot = vm.boot(meta, jobdir, self.cfg['vm'], budget, log)
+            boot = vm.boot(meta, jobdir, self.cfg.vm, budget, log)
         except StageError as e:
             boot = {'error': str(e), 'done': False, 'markers': []}
         boot['console'] = self.rel(os.path.join(jobdir, 'console.log'))
@@ -478,13 +478,12 @@ class Runner:
         workdir = os.path.join(self.cache, 'packaging', version)
         outdir = os.path.join(self.rd, 'packaging', version)
         os.makedirs(outdir, exist_ok=True)
-        expect_soname = model.expected_soname(next(e for e in self.cfg['libfuse']
-                                                   if e['version'] == version))
+        expect_soname = model.expected_soname(self.cfg.libfuse_entry(version))
 
         def run_tests(py, env, cwd, site):
             out = {}
-            fake = model.Cell(next(e for e in self.cfg['libfuse'] if e['version'] == version),
-                              {'name': 'host', 'type': 'host'}, 'auto')
+            fake = model.Cell(self.cfg.libfuse_entry(version),
+                              schema.Kernel(name='host', type='host'), 'auto')
             fake.expect = model.expectation(self.cfg, fake.libfuse, fake.kernel, 'auto')
             env = {**env, **{k: v for k, v in self.cell_env(fake, None, lf).items()
                              if k.startswith('FUSESHIM_MATRIX_')}}
@@ -501,7 +500,7 @@ class Runner:
                 self.progress.stage(task, 'tests on the wheel (waiting)' if self._host_tests
                                     else 'tests (installed wheel)')
                 st = self._stage(stages, 'tests', cmds['tests'], env, cwd, log,
-                                 self.cfg['timeouts']['cell'], exclusive=True,
+                                 self.cfg.timeouts.cell, exclusive=True,
                                  on_start=lambda: self.progress.stage(
                                      task, 'tests (installed wheel)'))
                 out['tests'] = _tests_result(st['exit'], os.path.join(outdir, 'junit.xml'),
@@ -514,7 +513,7 @@ class Runner:
         try:
             self.progress.stage(task, 'wheel from sdist (clean venv)')
             res.update(build.packaging_stage(self.src, lf, self.sdist, workdir, log, run_tests,
-                                             timeout=self.cfg['timeouts']['build'],
+                                             timeout=self.cfg.timeouts.build,
                                              rebuild=self.o.rebuild))
         except (StageError, OSError) as e:
             res['error'] = str(e)
@@ -546,8 +545,8 @@ class Runner:
     def _run_client(self, name: str, cells: list[model.Cell]):
         """Install one client, run its suite with the real peer, then with
         fuseshim providing the peer's module in each libfuse cell."""
-        entry = next(e for e in self.cfg['clients'] if e['name'] == name)
-        res = {'entry': entry, 'cells': {}}
+        entry = self.cfg.client(name)
+        res = {'entry': entry.model_dump(by_alias=True), 'cells': {}}
         self.clients[name] = res
         cdir = os.path.join(self.rd, 'clients', name)
         shutil.rmtree(cdir, ignore_errors=True)
@@ -558,7 +557,7 @@ class Runner:
         self.progress.stage(task, f'install {clients.requirement(entry)}')
         try:
             prep = clients.ensure_client(entry, self.cache, log, rebuild=self.o.rebuild,
-                                         timeout=self.cfg['timeouts']['build'])
+                                         timeout=self.cfg.timeouts.build)
             res['prepare'] = {k: v for k, v in prep.items() if k != 'installed'}
             res['installed'] = prep['installed']
             self.timings[f'client {name} install'] = prep['elapsed']
@@ -572,7 +571,7 @@ class Runner:
                 self.progress.finish(f'{task} on {c.id}', 'error', 'not installed')
             self.progress.finish(f'{task} (real peer)', 'error', 'not installed')
             return
-        self.progress.stage(task, f'suite with the real {entry["peer"]}')
+        self.progress.stage(task, f'suite with the real {entry.peer}')
         with self._exclusive():
             res['real'] = clients.run_suite(entry, prep, os.path.join(cdir, 'real'), log)
         self.timings[f'client {name} real'] = res['real'].get('elapsed', 0)
@@ -580,20 +579,20 @@ class Runner:
                              else 'ok', clients.side_text(res['real']))
         for c in cells:
             sub = f'{task} on {c.id}'
-            v = c.libfuse['version']
+            v = c.libfuse.version
             if v not in self.builds:
                 res['cells'][c.id] = {'status': 'error', 'problems': [
                     f'build failed: {self.prep_errors.get(f"libfuse {v}")}']}
                 self.progress.finish(sub, 'error', 'no fuseshim build')
                 continue
-            self.progress.stage(sub, 'suite with fuseshim providing ' + entry['module'])
+            self.progress.stage(sub, 'suite with fuseshim providing ' + entry.module)
             shim = {'site': self.builds[v]['site'], 'shims': self._client_shims(),
                     'startup': c.startup, 'libfuse_env': self.lf[v].env({})}
             with self._exclusive():
                 run_ = clients.run_suite(entry, prep, os.path.join(cdir, c.slug), log,
                                          fuseshim=shim)
             verdict = clients.compare(res['real'], run_,
-                                      clients.known_in(entry['known_failures'], v))
+                                      clients.known_in(entry.known_failures, v))
             res['cells'][c.id] = {'fuseshim': run_, **verdict}
             self.timings[f'client {name} {c.id}'] = run_.get('elapsed', 0)
             self.progress.finish(sub, verdict['status'],
@@ -617,7 +616,7 @@ class Runner:
             return []
         if self.o.packaging_versions is not None:
             return list(self.o.packaging_versions)
-        return sorted({c.libfuse['version'] for c in cells}, key=model.row_key)
+        return sorted({c.libfuse.version for c in cells}, key=model.row_key)
 
     def summary(self, cells) -> dict:
         unexpected = [c.id for c in cells if c.result.get('status') in model.UNEXPECTED]

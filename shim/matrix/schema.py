@@ -1,47 +1,54 @@
-"""Loading and checking matrix.yaml.
+"""matrix.yaml: the schema as pydantic models, with errors that name file and line.
 
-Hand-written checks (no jsonschema dependency) so that every error names the
-file, the line and the dotted path of the offending value, e.g.::
+The file is read with PyYAML through a loader that remembers the line of
+every mapping, key and list (and refuses duplicate keys), then validated by
+the models below (pydantic v2, strict: unknown keys, wrong types and missing
+keys are errors; rules between fields in validators; patterns and names are
+checked against the file's own axis values and clients, passed as the
+validation context).  The models are frozen: what ``load`` returns is the
+configuration every stage reads (``cfg.libfuse[0].version``).  Every problem
+is reported at once, as ``matrix.yaml: N problems:`` followed by lines like::
 
-    matrix.yaml:12: libfuse[1].version: 3.1 is a number; quote versions ("3.10")
+    line 12: libfuse[1].version: 3.1 is a number and YAML drops trailing zeros ...
 
-All errors of a file are collected and raised together as one MatrixError.
+Versions stay strings: YAML reads an unquoted 3.10 as the float 3.1, so a
+float where a version belongs is an error that says to quote it.
 """
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import os
 import re
-from typing import Any
+import typing
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 AXES = ('libfuse', 'kernel', 'startup')
-STARTUP_MODES = ('auto', 'sync', 'classic')
-LIBFUSE_SOURCES = ('apt-source', 'apt-binary', 'system')
-KERNEL_TYPES = ('host', 'vm')
-OUTCOMES = ('pass', 'fail')
-STARTUP_PATHS = ('sync', 'classic')
+StartupMode = Literal['auto', 'sync', 'classic']
 VERSION_RE = re.compile(r'^\d+\.\d+(\.\d+)?$')
 # a libfuse row: its upstream version, optionally with a variant of the same
 # release built differently ("3.18.3-uring"); the variant names the row
 LIBFUSE_ROW_RE = re.compile(r'^\d+\.\d+(\.\d+)?(-[a-z][a-z0-9]*)?$')
 NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._+-]*$')
 
-# vm_path '@path': the same suite as on the host; None (null): the probe only
-# startup: run the suite only in cells of these startup modes (None: all)
-# vm_extra: [{cells: [match...], args: [...]}]: more test files for the VM
-#   cells that match (suites too slow under emulation for every VM cell)
-DEFAULT_TESTS = {'path': 'compat_tests', 'args': [], 'vm_path': '@path', 'vm_args': None,
-                 'startup': None, 'vm_extra': []}
-
-TOP_KEYS = {'version', 'mirror', 'suites', 'busybox', 'libfuse', 'kernels', 'startup',
-            'features', 'sync_init_since', 'rules', 'tests', 'timeouts', 'vm', 'presets',
-            'clients'}
-
 # clients: the peers fuseshim's layers stand in for ($FUSESHIM_PROVIDES entries,
 # _fuseshim_provide.PROVIDES) and the module names each one provides
 PEER_MODULES = {'pyfuse3': ('pyfuse3', 'pyfuse3.asyncio', 'pyfuse3_asyncio'),
                 'mfusepy': ('mfusepy',), 'fusepy': ('fuse',)}
-CLIENT_TEST_SOURCES = ('sdist', 'installed', 'scenario')
+Peer = Literal['pyfuse3', 'mfusepy', 'fusepy']
 # a pinned release: 1.4.5, 2026.9.0, 2.0.0b23, 1.0rc1, 3.0.post1 (no ranges)
 PINNED_RE = re.compile(r'^\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?$')
 CLIENT_DEFAULT_TIMEOUT = 900
@@ -127,144 +134,415 @@ def load_yaml_text(text: str, source: str = 'matrix.yaml') -> Any:
                           source) from None
 
 
-# ---------------------------------------------------------------- checker
+# ---------------------------------------------------------------- scalar types
 
-class Checker:
-    def __init__(self):
-        self.errors: list[str] = []
+def _problem(error_type: str, message: str, at: str = '', **ctx) -> PydanticCustomError:
+    """An error of a validator; ``at`` names the key below the validated
+    model it is about (e.g. "debian.version"), so that its line is reported."""
+    return PydanticCustomError(error_type, message, {**ctx, 'at': at})
 
-    def err(self, path: str, msg: str, node=None, key=None):
-        line = None
-        if isinstance(node, _LineDict) and key is not None:
-            line = node.key_lines.get(key, node.line)
-        elif node is not None:
-            line = getattr(node, 'line', None)
-        self.errors.append(f'{"line %d: " % line if line else ""}{path}: {msg}')
 
-    # typed getters -------------------------------------------------
-    def mapping(self, value, path, node=None, key=None) -> bool:
-        if not isinstance(value, dict):
-            self.err(path, f'expected a mapping (key: value), got {_kind(value)}', node, key)
-            return False
-        return True
+def _text(v: Any) -> Any:
+    """Strings stay strings; YAML's floats and booleans are refused (a
+    version written 3.10 arrives as 3.1), integers become their text."""
+    if isinstance(v, float):
+        raise _problem('number', '{value} is a number and YAML drops trailing zeros (3.10 '
+                       'becomes 3.1); quote it: "{value}"', value=repr(v))
+    if isinstance(v, bool):
+        raise _problem('not_text', 'expected a string, got a boolean ({value})', value=v)
+    return str(v) if isinstance(v, int) else v
 
-    def section_list(self, doc, key: str, what: str):
-        """doc[key] as a non-empty list; None (reported) if it is not one,
-        and also None (not an error) if the section is absent."""
-        if key not in doc:
-            return None
-        lst = doc[key]
-        if not isinstance(lst, list) or not lst:
-            self.err(key, f'expected a non-empty list of {what}, got {_kind(lst)}', doc, key)
-            return None
-        return lst
 
-    def entries(self, doc, key: str, what: str):
-        """(index, path, mapping) for each mapping in the list doc[key] (the
-        others reported)."""
-        lst = self.section_list(doc, key, what)
-        for i, e in enumerate(lst or ()):
-            if self.mapping(e, f'{key}[{i}]', lst):
-                yield i, f'{key}[{i}]', e
+def _matching(regex, what: str):
+    def check(v: Any) -> Any:
+        v = _text(v)
+        if isinstance(v, str) and not regex.match(v):
+            raise _problem('pattern', '{value} ' + what, value=repr(v))
+        return v
+    return BeforeValidator(check)
 
-    def unique_name(self, e, p, seen: set, key='name'):
-        """e[key] as a name (letters, digits, . _ + -) not listed before."""
-        name = self.string(e, key, p, pattern=NAME_RE,
-                           pattern_msg='must be letters, digits, ".", "_", "+" or "-"')
-        if name is not None:
-            if name in seen:
-                self.err(f'{p}.{key}', f'{name!r} is listed twice', e, key)
-            seen.add(name)
-        return name
 
-    def keys(self, d: dict, path: str, allowed: set, required: set = frozenset()):
-        for k in d:
-            if k not in allowed:
-                hint = _close(k, allowed)
-                self.err(f'{path}.{k}' if path else str(k), 'unknown key'
-                         + (f' (did you mean {hint!r}?)' if hint else
-                            f' (allowed: {", ".join(sorted(allowed))})'), d, k)
-        for k in sorted(required):
-            if k not in d:
-                self.err(path or '(top level)', f'missing required key {k!r}', d)
+def _number(v: Any) -> Any:
+    """int or float as written (a whole number stays one in the reports)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise _problem('number_type', 'expected a number, got {kind}', kind=_kind(v))
+    return v
 
-    def string(self, d, key, path, required=False, choices=None, pattern=None,
-               pattern_msg=''):
-        if key not in d:
-            if required:
-                self.err(path, f'missing required key {key!r}', d)
-            return None
-        v = d[key]
-        p = f'{path}.{key}' if path else key
-        if isinstance(v, float) and pattern in (VERSION_RE, LIBFUSE_ROW_RE):
-            self.err(p, f'{v!r} is a number and YAML drops trailing zeros (3.10 becomes 3.1); '
-                     f'quote versions: "{v}"', d, key)
-            return None
-        if isinstance(v, bool) or not isinstance(v, (str, int)):
-            self.err(p, f'expected a string, got {_kind(v)}', d, key)
-            return None
-        v = str(v)
-        if choices is not None and v not in choices:
-            self.err(p, f'{v!r} is not one of {", ".join(map(repr, choices))}', d, key)
-            return None
-        if pattern is not None and not pattern.match(v):
-            self.err(p, f'{v!r} {pattern_msg or "is malformed"}', d, key)
-            return None
+
+def _as_list(v: Any) -> Any:
+    """A single value where a list of patterns is expected: a list of one."""
+    return [v] if isinstance(v, (str, int, float)) and not isinstance(v, bool) else v
+
+
+Text = Annotated[str, BeforeValidator(_text)]
+LibfuseRow = Annotated[str, _matching(LIBFUSE_ROW_RE, 'is not a version like "3.14.0" (or '
+                                                      '"3.18.3-uring": a variant of that release)')]
+LibfuseVersion = Annotated[str, _matching(VERSION_RE, 'is not a libfuse version like "3.17"')]
+KernelVersion = Annotated[str, _matching(VERSION_RE, 'is not a kernel version like "6.12"')]
+PinnedVersion = Annotated[str, _matching(PINNED_RE, 'is not one pinned release like "1.4.5" '
+                                                    'or "2.0.0b23"')]
+Name = Annotated[str, _matching(NAME_RE, 'must be letters, digits, ".", "_", "+" or "-"')]
+Patterns = Annotated[list[Text], BeforeValidator(_as_list)]
+Positive = Annotated[int | float, BeforeValidator(_number), Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra='forbid', strict=True, frozen=True)
+
+
+# ---------------------------------------------------------------- sections
+
+class Debian(Model):
+    package: Text = 'fuse3'
+    version: Text
+    suite: Text
+    packages: list[Text] = []
+
+
+class LibfuseEntry(Model):
+    """One libfuse row; ``version`` names it ("3.18.3", or a variant of that
+    release built differently: "3.18.3-uring")."""
+    version: LibfuseRow
+    source: Literal['apt-source', 'apt-binary', 'system']
+    debian: Debian | None = None
+    soname: Text | None = None
+    features: dict[str, StrictBool] = {}
+    note: Text = ''
+    io_uring: StrictBool = False      # built with the io_uring transport (liburing)
+
+    @property
+    def upstream(self) -> str:
+        return upstream(self.version)
+
+    @model_validator(mode='after')
+    def _debian(self):
+        if self.io_uring and self.source != 'apt-source':
+            raise _problem('io_uring', 'only a libfuse built from source (apt-source) can be '
+                           'built with the io_uring transport', 'io_uring')
+        if self.source in ('apt-source', 'apt-binary'):
+            if self.debian is None:
+                raise _problem('debian', 'source {source} needs a "debian" mapping (package, '
+                               'version, suite)', source=repr(self.source))
+            if self.source == 'apt-binary' and not self.debian.packages:
+                raise _problem('debian', 'list the binary packages to unpack (e.g. '
+                               '[libfuse3-3, libfuse3-dev])', 'debian.packages')
+            if not self.debian.version.startswith(self.upstream):
+                raise _problem('debian', 'Debian version {deb} does not belong to upstream '
+                               'version {up}', 'debian.version', deb=repr(self.debian.version),
+                               up=repr(self.version))
+        return self
+
+
+class Kernel(Model):
+    name: Name
+    type: Literal['host', 'vm']         # default: "host" for the row named host, else "vm"
+    version: KernelVersion | None = None
+    suite: Text | None = None
+    image: Text | None = None
+    modules: Text | None = None
+    sync_init: StrictBool | None = None
+    note: Text = ''
+    cmdline: Text = ''
+
+    @model_validator(mode='before')
+    @classmethod
+    def _default_type(cls, data):
+        if isinstance(data, dict) and 'type' not in data:
+            data = {**data, 'type': 'host' if data.get('name') == 'host' else 'vm'}
+        return data
+
+    @model_validator(mode='after')
+    def _needs(self):
+        if self.type == 'vm':
+            missing = [k for k in ('version', 'suite', 'image') if getattr(self, k) is None]
+            if missing:
+                raise _problem('vm_kernel', 'a vm kernel needs {missing} (e.g. version: "6.1", '
+                               'suite: bookworm, image: "linux-image-6.1.*-amd64-unsigned")',
+                               missing=', '.join(map(repr, missing)))
+        else:
+            extra = [k for k in ('suite', 'image', 'modules') if getattr(self, k) is not None]
+            if extra:
+                raise _problem('host_kernel', 'a host kernel is the running one: nothing to '
+                               'fetch ({extra})', extra[0], extra=', '.join(extra))
+        return self
+
+
+class Match(Model):
+    """Cells by axis: each axis named gets one or more globs."""
+    libfuse: Patterns | None = None
+    kernel: Patterns | None = None
+    startup: Patterns | None = None
+
+    @model_validator(mode='after')
+    def _some_axis(self, info: ValidationInfo):
+        if all(getattr(self, a) is None for a in AXES):
+            raise _problem('match', 'name at least one of {axes}', axes=', '.join(AXES))
+        _match_known(self.globs(), info)
+        return self
+
+    def globs(self) -> dict[str, list[str]]:
+        return {a: getattr(self, a) for a in AXES if getattr(self, a) is not None}
+
+
+def _match_known(globs: dict, info: ValidationInfo):
+    """Every glob must match a value of its axis (the file's own, passed by
+    check() as the validation context)."""
+    known = (info.context or {}).get('axes')
+    if known is None:        # a pattern from the command line: checked by its caller
+        return
+    for axis, pats in globs.items():
+        for g in pats:
+            if not any(fnmatch.fnmatchcase(v, g) for v in known[axis]):
+                raise _problem('no_match', '{glob} matches no {axis} (known: {known})', axis,
+                               glob=repr(g), axis=axis, known=', '.join(known[axis]) or 'none')
+
+
+class Expect(Match):
+    outcome: Literal['pass', 'fail'] | None = None
+    startup_path: Literal['sync', 'classic'] | None = None
+    soname: Text | None = None
+    reason: Text | None = None
+    features: dict[str, StrictBool] = {}
+
+    @model_validator(mode='after')
+    def _says_something(self):
+        if self.outcome == 'fail' and not self.reason:
+            raise _problem('expect', 'an expected failure needs a "reason"')
+        if not (self.outcome or self.startup_path or self.soname or self.features):
+            raise _problem('expect', 'says nothing: give outcome, startup_path, soname or '
+                           'features')
+        return self
+
+
+class Rules(Model):
+    exclude: list[Match] = []
+    include: list[Match] = []
+    expect: list[Expect] = []
+
+
+class VmExtra(Model):
+    """More test files for the VM cells that match (suites too slow under
+    emulation for every VM cell)."""
+    cells: Annotated[list[Match], Field(min_length=1)]
+    args: list[Text]
+
+
+class Tests(Model):
+    # None: the probe only (a preset's "tests: false")
+    path: Text | None = 'compat_tests'
+    args: list[Text] = []
+    # '@path': the host's suite in VMs too; None: the probe only
+    vm_path: Text | None = '@path'
+    vm_args: list[Text] | None = None
+    startup: list[StartupMode] | None = None   # run the suite in these modes only
+    vm_extra: list[VmExtra] = []
+
+    @model_validator(mode='before')
+    @classmethod
+    def _path_only(cls, data):
+        return {'path': data} if isinstance(data, str) else data
+
+    @field_validator('path')
+    @classmethod
+    def _path_given(cls, v):
+        if v is None:
+            raise _problem('path', 'give a test path')
         return v
 
-    def number(self, d, key, path, minimum=0, integer=False):
-        if key not in d:
-            return None
-        v = d[key]
-        p = f'{path}.{key}' if path else key
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and
-                                                                      not isinstance(v, int)):
-            self.err(p, f'expected {"a whole number" if integer else "a number"}, '
-                     f'got {_kind(v)}', d, key)
-            return None
-        if v <= minimum:
-            self.err(p, f'must be greater than {minimum}, not {v}', d, key)
-            return None
+
+PROBE_ONLY = Tests.model_construct(path=None)
+
+
+class Timeouts(Model):
+    cell: Positive = 900
+    vm_boot: Positive = 240
+    vm_cell: Positive = 900
+    build: Positive = 1200
+
+
+class VmSettings(Model):
+    memory: PositiveInt = 2048
+    smp: PositiveInt = 1
+    qemu: Text = 'qemu-system-x86_64'
+    cpu: Text = 'max'
+    accel: Literal['tcg', 'kvm'] = 'tcg'
+
+
+class Busybox(Model):
+    package: Text = 'busybox-static'
+    suite: Text = 'bookworm'
+
+
+class ClientTests(Model):
+    from_: Literal['sdist', 'installed', 'scenario'] = Field(alias='from')
+    args: list[Text] = []
+    scenario: Text | None = None
+
+    @model_validator(mode='after')
+    def _what_runs(self):
+        if self.from_ == 'scenario' and not self.scenario:
+            raise _problem('tests', 'from: scenario needs "scenario: NAME" (a file '
+                           'shim/matrix/scenarios/test_NAME.py)')
+        if self.from_ != 'scenario' and self.scenario:
+            raise _problem('tests', 'only for "from: scenario", not {src}', 'scenario',
+                           src=repr(self.from_))
+        if self.from_ != 'scenario' and not self.args:
+            raise _problem('tests', 'from: {src} needs "args": what pytest runs (e.g. [test/] '
+                           'or [--pyargs, pkg.tests])', src=self.from_)
+        if self.from_ == 'scenario' and not os.path.exists(self.scenario_file):
+            raise _problem('tests', 'no scenario {name} ({file} does not exist)', 'scenario',
+                           name=repr(self.scenario), file=self.scenario_file)
+        return self
+
+    @property
+    def scenario_file(self) -> str | None:
+        from .clients import scenario_path  # the scenarios shipped in the package
+        return scenario_path(self.scenario) if self.scenario else None
+
+
+class KnownFailure(Model):
+    test: Text                              # a test id glob
+    reason: Text
+    libfuse: Patterns | None = None      # only in the cells of these versions (globs)
+
+    @model_validator(mode='after')
+    def _known_libfuse(self, info: ValidationInfo):
+        if self.libfuse:
+            _match_known({'libfuse': self.libfuse}, info)
+        return self
+
+
+class Client(Model):
+    """A released project whose own suite (or a scenario) runs once with the
+    real peer and once with fuseshim providing the peer's module."""
+    name: Name
+    project: Text
+    version: PinnedVersion
+    extras: list[Text] = []
+    peer: Peer
+    module: Text
+    apt: list[Text] = []
+    pip: list[Text] = []
+    tests: ClientTests
+    env: dict[str, Text] = {}
+    timeout: Positive = CLIENT_DEFAULT_TIMEOUT
+    known_failures: list[KnownFailure] = []
+    note: Text = ''
+
+    @model_validator(mode='after')
+    def _module_of_peer(self):
+        if self.module not in PEER_MODULES[self.peer]:
+            raise _problem('module', '{module} is not a module fuseshim provides for {peer} '
+                           '({modules})', 'module', module=repr(self.module), peer=self.peer,
+                           modules=', '.join(PEER_MODULES[self.peer]))
+        return self
+
+
+class Preset(Model):
+    description: Text = ''
+    cells: list[Match] | None = None
+    tests: Tests | None = None
+    packaging: StrictBool | None = None
+    jobs: PositiveInt | None = None
+    # client names ("all" in the file: every client; resolved by Matrix)
+    clients: Literal['all'] | Patterns | None = None
+
+    @field_validator('clients')
+    @classmethod
+    def _known_clients(cls, v, info: ValidationInfo):
+        names = (info.context or {}).get('clients')
+        if names is not None and v != 'all':
+            for n in v or ():
+                if n not in names:
+                    raise _problem('client', '{name} is no client of the file (known: {known}; '
+                                   'or "all")', name=repr(n), known=', '.join(names) or 'none')
         return v
 
-    def boolean(self, d, key, path):
-        if key not in d:
-            return None
-        v = d[key]
-        if not isinstance(v, bool):
-            self.err(f'{path}.{key}' if path else key, f'expected true or false, got {_kind(v)}',
-                     d, key)
-            return None
+    @model_validator(mode='before')
+    @classmethod
+    def _probe_only(cls, data):
+        """tests: false -- the probe only (e.g. a clients-only preset)."""
+        if isinstance(data, dict) and data.get('tests') is False:
+            data = {**data, 'tests': PROBE_ONLY}
+        return data
+
+
+class Matrix(Model):
+    version: Literal[1]
+    mirror: Text = 'auto'
+    suites: list[Text] = []
+    busybox: Busybox = Busybox()
+    libfuse: Annotated[list[LibfuseEntry], Field(min_length=1)]
+    kernels: Annotated[list[Kernel], Field(min_length=1)]
+    startup: Annotated[list[StartupMode], Field(min_length=1)]
+    features: dict[str, LibfuseVersion] = {}
+    sync_init_since: KernelVersion = '6.18'
+    rules: Rules = Rules()
+    tests: Tests = Tests()
+    timeouts: Timeouts = Timeouts()
+    vm: VmSettings = VmSettings()
+    clients: list[Client] = []
+    presets: dict[str, Preset] = {}
+
+    @field_validator('version', mode='before')
+    @classmethod
+    def _version_1(cls, v):
+        if v != 1 or isinstance(v, bool):
+            raise _problem('version', 'only version 1 is understood, got {kind}', kind=_kind(v))
         return v
 
-    def str_list(self, d, key, path, required=False, choices=None, allow_scalar=False):
-        if key not in d:
-            if required:
-                self.err(path, f'missing required key {key!r}', d)
-            return None
-        v = d[key]
-        p = f'{path}.{key}' if path else key
-        if allow_scalar and isinstance(v, (str, int, float)) and not isinstance(v, bool):
-            v = [v]
-        if not isinstance(v, list):
-            self.err(p, f'expected a list, got {_kind(v)}', d, key)
-            return None
-        out = []
-        for i, item in enumerate(v):
-            if isinstance(item, float):
-                self.err(f'{p}[{i}]', f'{item!r} is a number; quote it (YAML turns 3.10 into '
-                         f'3.1): "{item}"', v)
-                continue
-            if isinstance(item, bool) or not isinstance(item, (str, int)):
-                self.err(f'{p}[{i}]', f'expected a string, got {_kind(item)}', v)
-                continue
-            item = str(item)
-            if choices is not None and item not in choices:
-                self.err(f'{p}[{i}]', f'{item!r} is not one of {", ".join(map(repr, choices))}',
-                         v)
-                continue
-            out.append(item)
-        return out
+    @field_validator('mirror')
+    @classmethod
+    def _mirror(cls, v):
+        if v != 'auto' and not re.match(r'^(https?|file)://', v):
+            raise _problem('mirror', '{value} must be "auto" (read from /etc/apt) or a URL',
+                           value=repr(v))
+        return v
+
+    @model_validator(mode='after')
+    def _all_clients(self):
+        """A preset's ``clients: all`` becomes the list of every client."""
+        if not any(p.clients == 'all' for p in self.presets.values()):
+            return self
+        names = [c.name for c in self.clients]
+        return self.model_copy(update={'presets': {
+            k: p.model_copy(update={'clients': names}) if p.clients == 'all' else p
+            for k, p in self.presets.items()}})
+
+    def axis_values(self) -> dict[str, list[str]]:
+        return {'libfuse': [e.version for e in self.libfuse],
+                'kernel': [k.name for k in self.kernels], 'startup': list(self.startup)}
+
+    def libfuse_entry(self, version: str) -> LibfuseEntry:
+        return next(e for e in self.libfuse if e.version == version)
+
+    def kernel(self, name: str) -> Kernel:
+        return next(k for k in self.kernels if k.name == name)
+
+    def client(self, name: str) -> Client:
+        return next(c for c in self.clients if c.name == name)
+
+
+# ---------------------------------------------------------------- errors with lines
+
+UNION_TAGS = ('str', 'int', 'float')
+
+MESSAGES = {
+    'literal_error': lambda e: f'{e["input"]!r} is not one of '
+                               f'{e["ctx"]["expected"].replace(" or ", ", ")}',
+    'model_type': lambda e: f'expected a mapping (key: value), got {_kind(e["input"])}',
+    'model_attributes_type': lambda e: f'expected a mapping (key: value), got '
+                                       f'{_kind(e["input"])}',
+    'list_type': lambda e: f'expected a list, got {_kind(e["input"])}',
+    'dict_type': lambda e: f'expected a mapping (key: value), got {_kind(e["input"])}',
+    'string_type': lambda e: f'expected a string, got {_kind(e["input"])}',
+    'bool_type': lambda e: f'expected true or false, got {_kind(e["input"])}',
+    'int_type': lambda e: f'expected a whole number, got {_kind(e["input"])}',
+    'float_type': lambda e: f'expected a number, got {_kind(e["input"])}',
+    'greater_than': lambda e: f'must be greater than {e["ctx"]["gt"]:g}, not {e["input"]}',
+    'too_short': lambda e: f'must not be empty (got {_kind(e["input"])})',
+}
 
 
 def _kind(v) -> str:
@@ -283,422 +561,131 @@ def _kind(v) -> str:
     return type(v).__name__
 
 
-def _close(word, choices):
-    import difflib
-    m = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return m[0] if m else None
+def _where(doc, loc) -> tuple[str, int | None]:
+    """(dotted path, line) of ``loc`` in the YAML document."""
+    path, line, node = '', getattr(doc, 'line', None), doc
+    for part in loc:
+        if isinstance(part, int) and isinstance(node, list):
+            path += f'[{part}]'
+            node = node[part] if part < len(node) else None
+            line = getattr(node, 'line', line)
+        elif isinstance(node, dict):
+            path += f'.{part}' if path else str(part)
+            line = getattr(node, 'key_lines', {}).get(part, getattr(node, 'line', line))
+            node = node.get(part)
+        # else a place pydantic adds (a union branch): not in the file
+    return path, line
 
 
-# ---------------------------------------------------------------- the schema
+def _message(err: dict, doc) -> str:
+    # drop the places pydantic adds (validator and union branch tags): not in the file
+    loc = tuple(p for p in err['loc'] if not (isinstance(p, str) and (
+        p.startswith(('function-', 'literal[', 'union[', 'list[')) or p in UNION_TAGS)))
+    at = (err.get('ctx') or {}).get('at')
+    if at:
+        loc += tuple(at.split('.')) if isinstance(at, str) else at
+    path, line = _where(doc, loc)
+    last = loc[-1] if loc else ''
+    if err['type'] == 'extra_forbidden':
+        allowed = sorted(_fields_at(loc[:-1]))
+        hint = difflib.get_close_matches(str(last), allowed, n=1, cutoff=0.6)
+        msg = 'unknown key' + (f' (did you mean {hint[0]!r}?)' if hint
+                               else f' (allowed: {", ".join(allowed)})')
+    elif err['type'] == 'missing':
+        path = path.rsplit('.', 1)[0] if '.' in path else '(top level)'
+        msg = f'missing required key {last!r}'
+    elif err['type'] in MESSAGES:
+        msg = MESSAGES[err['type']](err)
+    else:
+        msg = err['msg']
+    return f'{"line %d: " % line if line else ""}{path or "(top level)"}: {msg}'
 
-def check(doc, source: str = 'matrix.yaml') -> dict:
-    """Validate a parsed matrix document; return it normalised (plain types,
-    defaults filled in).  Raises MatrixError listing every problem."""
-    c = Checker()
+
+def _fields_at(loc: tuple) -> set[str]:
+    """The keys the model at ``loc`` accepts (for 'did you mean')."""
+    model: Any = Matrix
+    for part in loc:
+        field = model.model_fields.get(part) if hasattr(model, 'model_fields') else None
+        if field is None:      # a list index or a dict key such as a preset's name
+            continue
+        model = _model_of(field.annotation)
+    if not hasattr(model, 'model_fields'):
+        return set()
+    return {f.alias or name for name, f in model.model_fields.items()}
+
+
+def _model_of(tp):
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tp
+    for arg in typing.get_args(tp):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+# ---------------------------------------------------------------- reading
+
+def check(doc, source: str = 'matrix.yaml') -> Matrix:
+    """Validate a parsed matrix document into a Matrix; MatrixError lists
+    every problem found, each with its line."""
     if not isinstance(doc, dict):
         raise MatrixError([f'the file must be a mapping with keys like version, libfuse, '
                            f'kernels, startup; got {_kind(doc)}'], source)
-    c.keys(doc, '', TOP_KEYS, {'version', 'libfuse', 'kernels', 'startup'})
-    out: dict[str, Any] = {}
-    v = doc.get('version')
-    if 'version' in doc and v != 1:
-        c.err('version', f'only version 1 is understood, got {_kind(v)}', doc, 'version')
-    out['version'] = 1
-    mirror = c.string(doc, 'mirror', '')
-    if mirror is not None and mirror != 'auto' and not re.match(r'^(https?|file)://', mirror):
-        c.err('mirror', f'{mirror!r} must be "auto" (read from /etc/apt) or a URL', doc, 'mirror')
-        mirror = None
-    out['mirror'] = mirror or 'auto'
-    out['suites'] = c.str_list(doc, 'suites', '') or []
-    out['sync_init_since'] = c.string(doc, 'sync_init_since', '', pattern=VERSION_RE,
-                                      pattern_msg='is not a version like "6.18"') or '6.18'
+    written = {section: _written(doc, section, key) for section, key in LISTED.items()}
+    problems = {_message({'loc': (section, i, key) if key else (section, i), 'type': 'twice',
+                          'msg': f'{v!r} is listed twice'}, doc)
+                for (section, key), values in zip(LISTED.items(), written.values())
+                for i, v in _repeated(values)}
+    try:
+        m = Matrix.model_validate(doc, context={
+            'axes': {AXIS_OF[section]: [v for _i, v in values]
+                     for section, values in written.items() if section in AXIS_OF},
+            'clients': [v for _i, v in written['clients']]})
+    except ValidationError as e:
+        problems |= {_message(err, doc) for err in e.errors()}
+    if problems:
+        raise MatrixError(sorted(problems, key=_line_order), source) from None
+    return m
 
-    out['busybox'] = {'package': 'busybox-static', 'suite': 'bookworm'}
-    if 'busybox' in doc and c.mapping(doc['busybox'], 'busybox', doc, 'busybox'):
-        b = doc['busybox']
-        c.keys(b, 'busybox', {'package', 'suite'})
-        out['busybox'].update({k: c.string(b, k, 'busybox') or out['busybox'][k]
-                               for k in ('package', 'suite')})
 
-    out['libfuse'] = _check_libfuse(c, doc)
-    out['kernels'] = _check_kernels(c, doc)
-    out['startup'] = c.str_list(doc, 'startup', '', required=False, choices=STARTUP_MODES) or []
-    if 'startup' in doc and not out['startup'] and isinstance(doc['startup'], list):
-        c.err('startup', 'must list at least one startup mode', doc, 'startup')
-    _dupes(c, out['startup'], 'startup', doc)
+# the lists whose entries are named (by this key), and the axis each one is
+LISTED = {'libfuse': 'version', 'kernels': 'name', 'startup': None, 'clients': 'name'}
+AXIS_OF = {'libfuse': 'libfuse', 'kernels': 'kernel', 'startup': 'startup'}
 
-    out['features'] = {}
-    if 'features' in doc and c.mapping(doc['features'], 'features', doc, 'features'):
-        for name in doc['features']:
-            ver = c.string(doc['features'], name, 'features', pattern=VERSION_RE,
-                           pattern_msg='is not a libfuse version like "3.17"')
-            if ver is not None:
-                out['features'][str(name)] = ver
 
-    axis_values = {'libfuse': [e['version'] for e in out['libfuse'] if e],
-                   'kernel': [k['name'] for k in out['kernels'] if k],
-                   'startup': list(out['startup'])}
-    out['rules'] = _check_rules(c, doc, axis_values)
-    out['tests'] = _check_tests(c, doc.get('tests'), 'tests', doc, 'tests', axis_values) \
-        if 'tests' in doc else dict(DEFAULT_TESTS)
-
-    out['timeouts'] = {'cell': 900, 'vm_boot': 240, 'build': 1200, 'vm_cell': 900}
-    if 'timeouts' in doc and c.mapping(doc['timeouts'], 'timeouts', doc, 'timeouts'):
-        t = doc['timeouts']
-        c.keys(t, 'timeouts', set(out['timeouts']))
-        for k in out['timeouts']:
-            val = c.number(t, k, 'timeouts')
-            if val is not None:
-                out['timeouts'][k] = val
-
-    out['vm'] = {'memory': 2048, 'smp': 1, 'qemu': 'qemu-system-x86_64', 'cpu': 'max',
-                 'accel': 'tcg'}
-    if 'vm' in doc and c.mapping(doc['vm'], 'vm', doc, 'vm'):
-        m = doc['vm']
-        c.keys(m, 'vm', set(out['vm']))
-        for k in ('memory', 'smp'):
-            val = c.number(m, k, 'vm', integer=True)
-            if val is not None:
-                out['vm'][k] = val
-        for k in ('qemu', 'cpu'):
-            val = c.string(m, k, 'vm')
-            if val is not None:
-                out['vm'][k] = val
-        val = c.string(m, 'accel', 'vm', choices=('tcg', 'kvm'))
-        if val is not None:
-            out['vm']['accel'] = val
-
-    out['clients'] = _check_clients(c, doc, out['libfuse'])
-    client_names = [e['name'] for e in out['clients']]
-
-    out['presets'] = {}
-    if 'presets' in doc and c.mapping(doc['presets'], 'presets', doc, 'presets'):
-        for name, p in doc['presets'].items():
-            path = f'presets.{name}'
-            if not c.mapping(p, path, doc['presets'], name):
-                continue
-            c.keys(p, path, {'description', 'cells', 'tests', 'packaging', 'jobs', 'clients'})
-            preset = {'description': c.string(p, 'description', path) or '',
-                      'cells': None, 'tests': None,
-                      'clients': _check_client_selection(c, p, path, client_names),
-                      'packaging': c.boolean(p, 'packaging', path),
-                      'jobs': c.number(p, 'jobs', path, integer=True)}
-            if 'cells' in p:
-                cells = p['cells']
-                if not isinstance(cells, list):
-                    c.err(f'{path}.cells', f'expected a list of cell patterns, got {_kind(cells)}',
-                          p, 'cells')
-                else:
-                    preset['cells'] = [_check_match(c, m, f'{path}.cells[{i}]', cells,
-                                                    axis_values, extra=set())
-                                       for i, m in enumerate(cells)]
-            if p.get('tests') is False:      # the probe only (e.g. a clients-only preset)
-                preset['tests'] = dict(DEFAULT_TESTS, path=None)
-            elif 'tests' in p:
-                preset['tests'] = _check_tests(c, p['tests'], f'{path}.tests', p, 'tests',
-                                               axis_values)
-            out['presets'][str(name)] = preset
-    if c.errors:
-        raise MatrixError(c.errors, source)
+def _written(doc: dict, section: str, key: str | None) -> list[tuple[int, str]]:
+    """(index, name) of the entries of a list as written: the names patterns
+    and presets elsewhere in the file are checked against, in the same pass
+    as the models, so that every problem is reported at once (a malformed
+    entry is reported by its model and just missing here)."""
+    items = doc.get(section)
+    if not isinstance(items, list):
+        return []
+    out = []
+    for i, e in enumerate(items):
+        if key is None:
+            v = e
+        elif isinstance(e, dict):
+            v = e.get(key)
+        else:
+            continue
+        if isinstance(v, (str, int)) and not isinstance(v, bool):
+            out.append((i, str(v)))
     return out
 
 
-def _dupes(c, values, path, node):
+def _repeated(values: list[tuple[int, str]]):
     seen = set()
-    for v in values:
+    for i, v in values:
         if v in seen:
-            c.err(path, f'{v!r} is listed twice', node)
+            yield i, v
         seen.add(v)
 
 
-def _check_libfuse(c: Checker, doc) -> list:
-    out = []
-    seen = set()
-    for _i, p, e in c.entries(doc, 'libfuse', 'libfuse versions'):
-        c.keys(e, p, {'version', 'source', 'debian', 'soname', 'features', 'note', 'io_uring'},
-               {'version', 'source'})
-        ver = c.string(e, 'version', p, pattern=LIBFUSE_ROW_RE,
-                       pattern_msg='is not a version like "3.14.0" (or "3.18.3-uring": a '
-                                   'variant of that release)')
-        src = c.string(e, 'source', p, choices=LIBFUSE_SOURCES)
-        if ver is not None:
-            if ver in seen:
-                c.err(f'{p}.version', f'{ver!r} is listed twice', e, 'version')
-            seen.add(ver)
-        entry = {'version': ver, 'source': src, 'debian': None,
-                 'soname': c.string(e, 'soname', p), 'note': c.string(e, 'note', p) or '',
-                 'features': {}, 'io_uring': bool(c.boolean(e, 'io_uring', p))}
-        if entry['io_uring'] and src != 'apt-source':
-            c.err(f'{p}.io_uring', 'only a libfuse built from source (apt-source) can be '
-                  'built with the io_uring transport', e, 'io_uring')
-        if src in ('apt-source', 'apt-binary'):
-            if 'debian' not in e:
-                c.err(p, f'source {src!r} needs a "debian" mapping (package, version, suite)', e)
-            elif c.mapping(e['debian'], f'{p}.debian', e, 'debian'):
-                d = e['debian']
-                dp = f'{p}.debian'
-                c.keys(d, dp, {'package', 'version', 'suite', 'packages'},
-                       {'version', 'suite'} | ({'packages'} if src == 'apt-binary' else set()))
-                deb = {'package': c.string(d, 'package', dp) or 'fuse3',
-                       'version': c.string(d, 'version', dp),
-                       'suite': c.string(d, 'suite', dp),
-                       'packages': c.str_list(d, 'packages', dp) or []}
-                if src == 'apt-binary' and 'packages' in d and not deb['packages']:
-                    c.err(f'{dp}.packages', 'list the binary packages to unpack '
-                          '(e.g. [libfuse3-3, libfuse3-dev])', d, 'packages')
-                if deb['version'] and ver and not deb['version'].startswith(upstream(ver)):
-                    c.err(f'{dp}.version', f'Debian version {deb["version"]!r} does not belong '
-                          f'to upstream version {ver!r}', d, 'version')
-                entry['debian'] = deb
-        if 'features' in e and c.mapping(e['features'], f'{p}.features', e, 'features'):
-            for k in e['features']:
-                b = c.boolean(e['features'], k, f'{p}.features')
-                if b is not None:
-                    entry['features'][str(k)] = b
-        out.append(entry)
-    return out
-
-
-def _check_kernels(c: Checker, doc) -> list:
-    out = []
-    seen = set()
-    for _i, p, e in c.entries(doc, 'kernels', 'kernels'):
-        c.keys(e, p, {'name', 'type', 'version', 'suite', 'image', 'modules', 'sync_init',
-                      'note', 'cmdline'}, {'name'})
-        name = c.unique_name(e, p, seen)
-        ktype = c.string(e, 'type', p, choices=KERNEL_TYPES)
-        if ktype is None:
-            ktype = 'host' if name == 'host' else 'vm'
-        k = {'name': name, 'type': ktype,
-             'version': c.string(e, 'version', p, pattern=VERSION_RE,
-                                 pattern_msg='is not a kernel version like "6.12"'),
-             'suite': c.string(e, 'suite', p), 'image': c.string(e, 'image', p),
-             'modules': c.string(e, 'modules', p), 'sync_init': c.boolean(e, 'sync_init', p),
-             'note': c.string(e, 'note', p) or '', 'cmdline': c.string(e, 'cmdline', p) or ''}
-        if ktype == 'vm':
-            for req in ('version', 'suite', 'image'):
-                if req not in e:
-                    c.err(p, f'a vm kernel needs {req!r} (e.g. version: "6.1", suite: bookworm, '
-                          f'image: "linux-image-6.1.*-amd64-unsigned")', e)
-        else:
-            for bad in ('suite', 'image', 'modules'):
-                if bad in e:
-                    c.err(f'{p}.{bad}', 'a host kernel is the running one: nothing to fetch',
-                          e, bad)
-        out.append(k)
-    return out
-
-
-def _check_match(c: Checker, m, path, parent, axis_values, extra) -> dict | None:
-    if not c.mapping(m, path, parent):
-        return None
-    c.keys(m, path, set(AXES) | extra)
-    if not any(a in m for a in AXES):
-        c.err(path, f'name at least one of {", ".join(AXES)}', m)
-    out = {}
-    for axis in AXES:
-        vals = c.str_list(m, axis, path, allow_scalar=True)
-        if vals is None:
-            continue
-        for v in vals:
-            if not any(fnmatch.fnmatchcase(known, v) for known in axis_values[axis]):
-                c.err(f'{path}.{axis}', f'{v!r} matches no {axis} (known: '
-                      f'{", ".join(axis_values[axis]) or "none"})', m, axis)
-        out[axis] = vals
-    return out
-
-
-def _check_rules(c: Checker, doc, axis_values) -> dict:
-    out = {'exclude': [], 'include': [], 'expect': []}
-    if 'rules' not in doc:
-        return out
-    r = doc['rules']
-    if not c.mapping(r, 'rules', doc, 'rules'):
-        return out
-    c.keys(r, 'rules', set(out))
-    for kind in ('exclude', 'include'):
-        if kind in r:
-            lst = r[kind]
-            if not isinstance(lst, list):
-                c.err(f'rules.{kind}', f'expected a list, got {_kind(lst)}', r, kind)
-                continue
-            for i, m in enumerate(lst):
-                got = _check_match(c, m, f'rules.{kind}[{i}]', lst, axis_values, set())
-                if got is not None:
-                    out[kind].append(got)
-    if 'expect' in r:
-        lst = r['expect']
-        if not isinstance(lst, list):
-            c.err('rules.expect', f'expected a list, got {_kind(lst)}', r, 'expect')
-        else:
-            extra = {'outcome', 'startup_path', 'reason', 'features', 'soname'}
-            for i, m in enumerate(lst):
-                p = f'rules.expect[{i}]'
-                got = _check_match(c, m, p, lst, axis_values, extra)
-                if got is None:
-                    continue
-                got['outcome'] = c.string(m, 'outcome', p, choices=OUTCOMES)
-                got['startup_path'] = c.string(m, 'startup_path', p, choices=STARTUP_PATHS)
-                got['soname'] = c.string(m, 'soname', p)
-                got['reason'] = c.string(m, 'reason', p)
-                got['features'] = {}
-                if 'features' in m and c.mapping(m['features'], f'{p}.features', m, 'features'):
-                    for k in m['features']:
-                        b = c.boolean(m['features'], k, f'{p}.features')
-                        if b is not None:
-                            got['features'][str(k)] = b
-                if got['outcome'] == 'fail' and not got['reason']:
-                    c.err(p, 'an expected failure needs a "reason"', m)
-                if not any(got[k] for k in ('outcome', 'startup_path', 'soname', 'features')):
-                    c.err(p, 'says nothing: give outcome, startup_path, soname or features', m)
-                out['expect'].append(got)
-    return out
-
-
-def _check_tests(c: Checker, t, path, parent, key, axis_values) -> dict:
-    out = dict(DEFAULT_TESTS)
-    if isinstance(t, str):
-        out['path'] = t
-        return out
-    if not c.mapping(t, path, parent, key):
-        return out
-    c.keys(t, path, {'path', 'args', 'vm_path', 'vm_args', 'startup', 'vm_extra'})
-    if 'startup' in t:
-        out['startup'] = c.str_list(t, 'startup', path, choices=STARTUP_MODES)
-    for k in ('path', 'vm_path'):
-        if k in t and t[k] is None:
-            out[k] = None if k == 'vm_path' else 'compat_tests'
-            if k == 'path':
-                c.err(f'{path}.path', 'give a test path', t, k)
-            continue
-        v = c.string(t, k, path)
-        if v is not None:
-            out[k] = v
-    for k in ('args', 'vm_args'):
-        v = c.str_list(t, k, path)
-        if v is not None:
-            out[k] = v
-    extra = t.get('vm_extra')
-    if extra is not None:
-        if not isinstance(extra, list):
-            c.err(f'{path}.vm_extra', f'expected a list of {{cells, args}}, got {_kind(extra)}',
-                  t, 'vm_extra')
-        else:
-            out['vm_extra'] = []
-            for i, x in enumerate(extra):
-                xp = f'{path}.vm_extra[{i}]'
-                if not c.mapping(x, xp, extra):
-                    continue
-                c.keys(x, xp, {'cells', 'args'}, {'cells', 'args'})
-                cells = x.get('cells')
-                if not isinstance(cells, list) or not cells:
-                    c.err(f'{xp}.cells', 'expected a non-empty list of cell patterns', x, 'cells')
-                    continue
-                out['vm_extra'].append({
-                    'cells': [_check_match(c, m, f'{xp}.cells[{j}]', cells, axis_values, set())
-                              for j, m in enumerate(cells)],
-                    'args': c.str_list(x, 'args', xp, required=True) or []})
-    return out
-
-
-def _check_clients(c: Checker, doc, libfuse: list) -> list:
-    """clients: real projects from PyPI whose own suites (or a scenario) run
-    once with the real peer and once with fuseshim providing its module."""
-    from .clients import scenario_path   # the scenarios shipped in the package
-    out = []
-    seen = set()
-    for _i, p, e in c.entries(doc, 'clients', 'client projects'):
-        c.keys(e, p, {'name', 'project', 'version', 'extras', 'peer', 'module', 'apt', 'pip',
-                      'tests', 'env', 'timeout', 'known_failures', 'note'},
-               {'name', 'project', 'version', 'peer', 'module', 'tests'})
-        name = c.unique_name(e, p, seen)
-        version = e.get('version')
-        if isinstance(version, float):
-            c.err(f'{p}.version', f'{version!r} is a number and YAML drops trailing zeros; '
-                  f'quote versions: "{version}"', e, 'version')
-            version = None
-        else:
-            version = c.string(e, 'version', p, pattern=PINNED_RE,
-                               pattern_msg='is not one pinned release like "1.4.5" or '
-                                           '"2.0.0b23"')
-        peer = c.string(e, 'peer', p, choices=tuple(PEER_MODULES))
-        module = c.string(e, 'module', p)
-        if peer and module and module not in PEER_MODULES[peer]:
-            c.err(f'{p}.module', f'{module!r} is not a module fuseshim provides for {peer} '
-                  f'({", ".join(PEER_MODULES[peer])})', e, 'module')
-        entry = {'name': name, 'project': c.string(e, 'project', p), 'version': version,
-                 'extras': c.str_list(e, 'extras', p) or [], 'peer': peer, 'module': module,
-                 'apt': c.str_list(e, 'apt', p) or [], 'pip': c.str_list(e, 'pip', p) or [],
-                 'env': {}, 'timeout': c.number(e, 'timeout', p) or CLIENT_DEFAULT_TIMEOUT,
-                 'known_failures': [], 'note': c.string(e, 'note', p) or '', 'tests': None}
-        if 'env' in e and c.mapping(e['env'], f'{p}.env', e, 'env'):
-            for k in e['env']:
-                val = c.string(e['env'], k, f'{p}.env')
-                if val is not None:
-                    entry['env'][str(k)] = val
-        t = e.get('tests')
-        tp = f'{p}.tests'
-        if 'tests' in e and c.mapping(t, tp, e, 'tests'):
-            c.keys(t, tp, {'from', 'args', 'scenario'}, {'from'})
-            src = c.string(t, 'from', tp, choices=CLIENT_TEST_SOURCES)
-            tests = {'from': src, 'args': c.str_list(t, 'args', tp) or [],
-                     'scenario': c.string(t, 'scenario', tp)}
-            if src == 'scenario':
-                if not tests['scenario']:
-                    c.err(tp, 'from: scenario needs "scenario: NAME" (a file '
-                          'shim/matrix/scenarios/test_NAME.py)', t)
-                elif not os.path.exists(scenario_path(tests['scenario'])):
-                    c.err(f'{tp}.scenario', f'no scenario {tests["scenario"]!r} '
-                          f'({scenario_path(tests["scenario"])} does not exist)', t, 'scenario')
-            elif tests['scenario']:
-                c.err(f'{tp}.scenario', f'only for "from: scenario", not {src!r}', t,
-                      'scenario')
-            elif src and not tests['args']:
-                c.err(tp, f'from: {src} needs "args": what pytest runs (e.g. [test/] or '
-                      f'[--pyargs, pkg.tests])', t)
-            entry['tests'] = tests
-        if 'known_failures' in e:
-            kf = e['known_failures']
-            if not isinstance(kf, list):
-                c.err(f'{p}.known_failures', f'expected a list, got {_kind(kf)}', e,
-                      'known_failures')
-            else:
-                for j, k in enumerate(kf):
-                    kp = f'{p}.known_failures[{j}]'
-                    if not c.mapping(k, kp, kf):
-                        continue
-                    c.keys(k, kp, {'test', 'reason', 'libfuse'}, {'test', 'reason'})
-                    test, reason = c.string(k, 'test', kp), c.string(k, 'reason', kp)
-                    # libfuse: only in the cells of these versions (globs)
-                    lf = c.str_list(k, 'libfuse', kp, allow_scalar=True)
-                    for v in lf or ():
-                        if not any(fnmatch.fnmatchcase(e['version'], v)
-                                   for e in libfuse if e):
-                            c.err(f'{kp}.libfuse', f'{v!r} matches no libfuse (known: '
-                                  f'{", ".join(e["version"] for e in libfuse if e)})', k,
-                                  'libfuse')
-                    if test and reason:
-                        entry['known_failures'].append({'test': test, 'reason': reason,
-                                                        'libfuse': lf})
-        out.append(entry)
-    return out
-
-
-def _check_client_selection(c: Checker, p, path, names) -> list | None:
-    """A preset's ``clients``: a list of client names, or "all"."""
-    if 'clients' not in p:
-        return None
-    v = p['clients']
-    if v == 'all':
-        return list(names)
-    got = c.str_list(p, 'clients', path, allow_scalar=True)
-    if got is None:
-        return None
-    for n in got:
-        if n not in names:
-            c.err(f'{path}.clients', f'{n!r} is no client of the file (known: '
-                  f'{", ".join(names) or "none"}; or "all")', p, 'clients')
-    return [n for n in got if n in names]
+def _line_order(message: str):
+    found = re.match(r'line (\d+): ', message)
+    return (int(found.group(1)) if found else 0, message)
 
 
 def upstream(row_version: str) -> str:
@@ -706,9 +693,8 @@ def upstream(row_version: str) -> str:
     return row_version.split('-', 1)[0]
 
 
-def load(path) -> dict:
+def load(path) -> Matrix:
     """Read and check a matrix file; MatrixError on any problem."""
-    import os
     source = os.fspath(path)
     try:
         with open(source, encoding='utf-8') as f:

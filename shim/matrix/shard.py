@@ -59,7 +59,7 @@ def split(cells: list, packaging_versions, n: int) -> list[Shard]:
         shards[i % n].cells.append(cell)
     for j, version in enumerate(packaging_versions):
         owner = next((s for s in shards
-                      if any(c.libfuse['version'] == version for c in s.cells)),
+                      if any(c.libfuse.version == version for c in s.cells)),
                      shards[j % n])
         owner.packaging.append(version)
     return shards

@@ -31,6 +31,7 @@ import subprocess
 import threading
 import time
 
+from .schema import Busybox, Kernel, VmSettings
 from .util import Log, StageError, read_json, run, write_json
 
 # what the guest needs, by module name (built-in ones are simply not found):
@@ -46,27 +47,27 @@ MARK = 'FUSESHIM-VM:'
 
 # ---------------------------------------------------------------- kernel fetch
 
-def ensure_kernel(kernel: dict, cache: str, apt, log: Log, rebuild=False,
-                  busybox: dict | None = None) -> dict:
+def ensure_kernel(kernel: Kernel, cache: str, apt, log: Log, rebuild=False,
+                  busybox: Busybox | None = None) -> dict:
     """Download and unpack a kernel entry; returns {'vmlinuz', 'initrd',
     'release', 'packages', 'modules'}; cached under $CACHE/kernels/<name>/."""
     apt.ensure()
-    image, image_ver = apt.resolve(kernel['image'], kernel['suite'])
+    image, image_ver = apt.resolve(kernel.image, kernel.suite)
     pkgs = [(image, image_ver)]
-    if kernel.get('modules'):
-        pkgs.append(apt.resolve(kernel['modules'], kernel['suite']))
+    if kernel.modules:
+        pkgs.append(apt.resolve(kernel.modules, kernel.suite))
     key = {'packages': pkgs, 'needed': NEEDED_MODULES, 'layout': 4}   # layout: INIT's version
-    root = os.path.join(cache, 'kernels', kernel['name'])
+    root = os.path.join(cache, 'kernels', kernel.name)
     meta_path = os.path.join(root, 'meta.json')
     meta = read_json(meta_path)
     if meta and meta.get('key') == key and not rebuild and os.path.exists(meta['initrd']):
-        log.write(f'kernel {kernel["name"]}: reusing {root} ({image} {image_ver})')
+        log.write(f'kernel {kernel.name}: reusing {root} ({image} {image_ver})')
         meta['reused'] = True
         return meta
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(root)
     dl = os.path.join(root, 'debs')
-    log.section(f'kernel {kernel["name"]}: apt-get download ' + ' '.join(p for p, _ in pkgs))
+    log.section(f'kernel {kernel.name}: apt-get download ' + ' '.join(p for p, _ in pkgs))
     debs = apt.download([f'{p}={v}' for p, v in pkgs], dl, log=log)
     tree = os.path.join(root, 'tree')
     for d in debs:
@@ -87,11 +88,10 @@ def ensure_kernel(kernel: dict, cache: str, apt, log: Log, rebuild=False,
               f'built in (not found as modules): '
               f'{[m for m in NEEDED_MODULES if m not in order]}')
     shutil.copy2(vmlinuz, os.path.join(root, 'vmlinuz'))
-    bb = busybox or {}
-    busybox = ensure_busybox(cache, apt, log, bb.get('package', 'busybox-static'),
-                             bb.get('suite', 'bookworm'))
+    busybox = busybox or Busybox()
+    busybox_bin = ensure_busybox(cache, apt, log, busybox.package, busybox.suite)
     initrd = os.path.join(root, 'initrd.gz')
-    build_initramfs(initrd, busybox, [(n, os.path.join(out_mods, n + '.ko')) for n in order])
+    build_initramfs(initrd, busybox_bin, [(n, os.path.join(out_mods, n + '.ko')) for n in order])
     shutil.rmtree(tree, ignore_errors=True)
     shutil.rmtree(dl, ignore_errors=True)
     meta = {'key': key, 'vmlinuz': os.path.join(root, 'vmlinuz'), 'initrd': initrd,
@@ -309,23 +309,21 @@ def make_scratch_disk(jobdir: str, log: Log) -> str | None:
     return path
 
 
-def boot(meta: dict, jobdir: str, vmcfg: dict, timeout: float, log: Log) -> dict:
+def boot(meta: dict, jobdir: str, vmcfg: VmSettings, timeout: float, log: Log) -> dict:
     """Boot the kernel with ``jobdir/job.sh`` as the job; returns
     {'exit': qemu exit code, 'console': path, 'elapsed': s, 'done': bool,
     'timed_out': bool}."""
-    qemu = qemu_available(vmcfg['qemu'])
+    qemu = qemu_available(vmcfg.qemu)
     if not qemu:
-        raise StageError(f'{vmcfg["qemu"]} is not installed: apt-get install '
+        raise StageError(f'{vmcfg.qemu} is not installed: apt-get install '
                          'qemu-system-x86 (or fuseshim-matrix --install-prereqs)')
     console = os.path.join(jobdir, 'console.log')
-    accel = vmcfg.get('accel', 'tcg')
-    cmd = [qemu, '-machine', 'q35', '-accel', accel, '-cpu', vmcfg.get('cpu', 'max'),
-           '-m', str(vmcfg.get('memory', 2048)), '-smp', str(vmcfg.get('smp', 1)),
+    cmd = [qemu, '-machine', 'q35', '-accel', vmcfg.accel, '-cpu', vmcfg.cpu,
+           '-m', str(vmcfg.memory), '-smp', str(vmcfg.smp),
            '-nographic', '-no-reboot', '-nodefaults', '-serial', f'file:{console}',
            '-kernel', meta['vmlinuz'], '-initrd', meta['initrd'],
            '-append', ' '.join(['console=ttyS0', 'panic=-1', 'loglevel=4', 'rdinit=/init',
-                                'mitigations=off', f'fuseshim.jobdir={jobdir}',
-                                vmcfg.get('cmdline', '')]).strip(),
+                                'mitigations=off', f'fuseshim.jobdir={jobdir}']),
            '-fsdev', 'local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap',
            '-device', 'virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot',
            '-fsdev', f'local,id=jobdir,path={jobdir},security_model=none',
