@@ -41,7 +41,7 @@ def bench_dir() -> str:
     return os.path.join(cache_dir(), 'bench')
 
 
-def matrix_entry(version: str = PASSTHROUGH_LIBFUSE) -> dict:
+def matrix_entry(version: str = PASSTHROUGH_LIBFUSE):
     """The libfuse entry as the matrix itself reads it (schema-checked and
     normalised: the cache key must be the matrix's, or the build is redone)."""
     from fuseshim.matrix import schema
@@ -49,8 +49,8 @@ def matrix_entry(version: str = PASSTHROUGH_LIBFUSE) -> dict:
         spec = schema.load(os.path.join(REPO, 'matrix.yaml'))
     except schema.MatrixError as e:
         raise Unavailable(f'matrix.yaml: {e}') from None
-    for e in spec.get('libfuse') or []:
-        if str(e.get('version')) == version:
+    for e in spec.libfuse:
+        if e.version == version:
             return e
     raise Unavailable(f'matrix.yaml has no libfuse entry {version}')
 
@@ -83,7 +83,7 @@ def ensure(build: bool = True, quiet: bool = False, version: str = PASSTHROUGH_L
     log = Log(os.path.join(own, f'build-{version}.log'))
     base = cache_dir()
     apt = PrivateApt(own, system_mirror(),
-                     [entry['debian']['suite']], log=log)
+                     [entry.debian.suite], log=log)
     stamp = os.path.join(base, 'libfuse', version, 'stamp.json')
     if not build and not os.path.exists(stamp):
         raise Unavailable(f'libfuse {version} is not built (drop --no-build, or run '
