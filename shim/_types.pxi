@@ -46,9 +46,12 @@ cdef inline object _stat_field(object st, bint exact, Py_ssize_t slot, str name)
 cdef class EntryAttributes:
     """Attributes of an inode plus the kernel cache timeouts (pyfuse3 names)."""
     cdef fuse_entry_param e
+    # an O_PATH fd of the backing file: GETATTRs answered in C (shim_pathfd.h)
+    cdef public int path_fd
 
     def __cinit__(self):
         memset(&self.e, 0, sizeof(self.e))
+        self.path_fd = -1
         self.e.attr_timeout = 300
         self.e.entry_timeout = 300
         self.e.attr.st_blksize = 4096
@@ -159,6 +162,7 @@ cdef class EntryAttributes:
     def copy(self):
         cdef EntryAttributes a = EntryAttributes.__new__(EntryAttributes)
         a.e = self.e
+        a.path_fd = self.path_fd
         return a
 
     def __getstate__(self):
