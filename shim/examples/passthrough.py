@@ -23,6 +23,11 @@ truncates or chowns a file, as on ext4 (FUSE_HANDLE_KILLPRIV_V2, libfuse >=
 3.13).  The async variant runs the requests acting as the caller on a small
 thread pool of its own, so the credentials of the event loop's thread never
 change.
+
+``--fast-getattr`` (``fast_getattr=True``) declares each inode's O_PATH fd in
+the lookup replies (EntryAttributes.path_fd): fuseshim then answers GETATTR
+with fstatat() in C and getattr() runs only for inodes it does not know (the
+root).  Off by default; nothing else changes.
 """
 from __future__ import annotations
 
