@@ -66,6 +66,17 @@ static inline shim_fdtable_slot *shim_fdtable_find(shim_fdtable *t, const void *
     }
 }
 
+/* Copy the entry of (session, key) into *out: 1, or 0 when there is none. */
+static inline int shim_fdtable_get(shim_fdtable *t, const void *session, uint64_t key,
+                                   shim_fdtable_slot *out) {
+    pthread_mutex_lock(&t->lock);
+    shim_fdtable_slot *s = shim_fdtable_find(t, session, key);
+    if (s != NULL)
+        *out = *s;
+    pthread_mutex_unlock(&t->lock);
+    return s != NULL;
+}
+
 /* Rebuild the table with room for twice the live entries (at least 16
  * slots, at most half full), dropping deleted slots.  Lock held. */
 static inline int shim_fdtable_rebuild(shim_fdtable *t) {

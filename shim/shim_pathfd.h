@@ -25,15 +25,11 @@ static inline int shim_pathfd_none(void) {
 
 /* The O_PATH fd of (session, ino) and its attr timeout, or -1. */
 static inline int shim_pathfd_get(const void *session, uint64_t ino, double *timeout) {
-    int fd = -1;
-    pthread_mutex_lock(&shim_pathfd_table.lock);
-    shim_fdtable_slot *s = shim_fdtable_find(&shim_pathfd_table, session, ino);
-    if (s != NULL) {
-        fd = s->fd;
-        *timeout = s->timeout;
-    }
-    pthread_mutex_unlock(&shim_pathfd_table.lock);
-    return fd;
+    shim_fdtable_slot s;
+    if (!shim_fdtable_get(&shim_pathfd_table, session, ino, &s))
+        return -1;
+    *timeout = s.timeout;
+    return s.fd;
 }
 
 /* One lookup of (session, ino) is about to be replied with path_fd fd
@@ -76,13 +72,8 @@ static inline void shim_pathfd_drop_session(const void *session) {
 
 /* The lookups counted for (session, ino): 0 when it has no entry (tests). */
 static inline uint64_t shim_pathfd_lookups(const void *session, uint64_t ino) {
-    uint64_t n = 0;
-    pthread_mutex_lock(&shim_pathfd_table.lock);
-    shim_fdtable_slot *s = shim_fdtable_find(&shim_pathfd_table, session, ino);
-    if (s != NULL)
-        n = s->count;
-    pthread_mutex_unlock(&shim_pathfd_table.lock);
-    return n;
+    shim_fdtable_slot s;
+    return shim_fdtable_get(&shim_pathfd_table, session, ino, &s) ? s.count : 0;
 }
 
 /* How many inodes the session (NULL: every session) has declared (tests). */

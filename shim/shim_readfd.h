@@ -11,15 +11,11 @@ static shim_fdtable shim_readfd_table = SHIM_FDTABLE_INIT;
 
 /* The fd to answer READs of (session, fh) from, or -1. */
 static inline int shim_readfd_get(const void *session, uint64_t fh) {
-    if (shim_fdtable_empty(&shim_readfd_table))
+    shim_fdtable_slot s;
+    if (shim_fdtable_empty(&shim_readfd_table)
+            || !shim_fdtable_get(&shim_readfd_table, session, fh, &s))
         return -1;
-    int fd = -1;
-    pthread_mutex_lock(&shim_readfd_table.lock);
-    shim_fdtable_slot *s = shim_fdtable_find(&shim_readfd_table, session, fh);
-    if (s != NULL)
-        fd = s->fd;
-    pthread_mutex_unlock(&shim_readfd_table.lock);
-    return fd;
+    return s.fd;
 }
 
 /* Answer READs of (session, fh) from fd (replacing an earlier entry).

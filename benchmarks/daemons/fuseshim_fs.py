@@ -11,8 +11,9 @@ same reply, one handler call per READ); ``bytes`` with os.pread bytes.
 reads the backing file itself; needs fuseshim built against libfuse >= 3.17).
 --fast-getattr keeps an O_PATH fd per inode the kernel looked up (counted,
 closed when forget() drops the last lookup) and declares it in the lookup
-replies (EntryAttributes.path_fd): fuseshim answers GETATTR with fstatat()
-in C, getattr() is called only for the root.
+replies (EntryAttributes.path_fd; not create's): fuseshim answers GETATTR
+with fstatat() in C, getattr() is called only for the root and for files
+created but not looked up since.
 """
 from __future__ import annotations
 
@@ -60,14 +61,14 @@ class PassFS(fuseshim.Operations):
         self.path_fds = {}           # inode -> [O_PATH fd, lookups declared with it]
         self.lock = threading.Lock()
 
-    def _entry(self, path):
+    def _entry(self, path, declare=True):
         a = lstat(path, entry_timeout=0, attr_timeout=0)
         ino = a.st_ino
         if ino == self.root_ino:
             a.st_ino = ROOT_INODE
         else:
             self.paths[ino] = path
-            if self.fast_getattr:
+            if self.fast_getattr and declare:
                 self._declare_path_fd(a, ino, path)
         return a
 
@@ -140,7 +141,9 @@ class PassFS(fuseshim.Operations):
         path = self._path(parent_inode) + b'/' + name
         try:
             fd = os.open(path, flags | os.O_CREAT, mode)
-            return self._handle(fd), self._entry(path)
+            # not declared: an O_PATH fd per new file cost creates 18 %; the
+            # next lookup of the name declares it
+            return self._handle(fd), self._entry(path, declare=False)
         except OSError as e:
             raise FUSEError(e.errno) from None
 
