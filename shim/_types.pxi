@@ -44,7 +44,14 @@ cdef inline object _stat_field(object st, bint exact, Py_ssize_t slot, str name)
 
 @cython.final
 cdef class EntryAttributes:
-    """Attributes of an inode plus the kernel cache timeouts (pyfuse3 names)."""
+    """Attributes of an inode plus the kernel cache timeouts (pyfuse3 names).
+
+    ``path_fd`` (fuseshim only; -1: none): an O_PATH fd of the backing file,
+    declared in a lookup-counting reply (lookup, mknod, mkdir, symlink, link,
+    create): fuseshim answers the inode's GETATTRs in C with fstatat() until
+    FORGET brings the lookups it saw to 0 (before forget() is called) or the
+    session ends.  The filesystem keeps the fd open until then and closes it
+    (docs/api.md)."""
     cdef fuse_entry_param e
     # an O_PATH fd of the backing file: GETATTRs answered in C (shim_pathfd.h)
     cdef public int path_fd
