@@ -73,6 +73,11 @@ REGISTRY = [
     Impl('fuseshim-read-range', 'fuseshim sync, 1 worker, reads by read() -> FdRange', 'fuseshim',
          'fuseshim_fs', ['--workers', '1', '--read', 'range'], uses_fuseshim=True,
          probe='import fuseshim; print(fuseshim.__version__)'),
+    # the C fast path: lookups declare an O_PATH fd, GETATTR is answered in C
+    Impl('fuseshim-fast-getattr', 'fuseshim sync, 1 worker, GETATTR in C (O_PATH path_fd)',
+         'fuseshim', 'fuseshim_fs', ['--workers', '1', '--fast-getattr'], uses_fuseshim=True,
+         probe=('import fuseshim\nassert hasattr(fuseshim.EntryAttributes(), "path_fd"), '
+                '"this fuseshim has no EntryAttributes.path_fd"\nprint(fuseshim.__version__)')),
     Impl('fuseshim-async', 'fuseshim async, 1 worker', 'fuseshim', 'fuseshim_fs',
          ['--async'], uses_fuseshim=True,
          probe='import fuseshim; print(fuseshim.__version__)'),

@@ -23,14 +23,14 @@ METRICS = {
 PEERS = ('c-passthrough_ll', 'c-passthrough_hp', 'llfuse', 'pyfuse3', 'pyfuse3-default', 'mfusepy',
          'mfusepy-mt', 'fusepy')
 OURS = ('fuseshim-sync-1w', 'fuseshim-sync-2w', 'fuseshim-plain-readdir', 'fuseshim-read-range',
-        'fuseshim-async', 'fuseshim-passthrough-backing', 'fuseshim-compat-pyfuse3',
+        'fuseshim-fast-getattr', 'fuseshim-async', 'fuseshim-passthrough-backing', 'fuseshim-compat-pyfuse3',
         'fuseshim-compat-pyfuse3-default', 'fuseshim-compat-fusepy', 'fuseshim-compat-fusepy-mt')
 LABELS = {i.name: i.label for i in REGISTRY}
 ORDER = [i.name for i in REGISTRY]
 SHORT = {'backing': 'no FUSE', 'c-passthrough_ll': 'C ll', 'c-passthrough_hp': 'C hp',
          'fuseshim-sync-1w': 'shim 1w', 'fuseshim-sync-2w': 'shim 2w',
          'fuseshim-sync-1w-aa': 'shim 1w A/A', 'fuseshim-read-range': 'shim read() FdRange',
-         'fuseshim-async': 'shim async', 'fuseshim-plain-readdir': 'shim plain readdir',
+         'fuseshim-fast-getattr': 'shim C getattr', 'fuseshim-async': 'shim async', 'fuseshim-plain-readdir': 'shim plain readdir',
          'fuseshim-passthrough-backing': 'shim passthrough', 'fuseshim-compat-pyfuse3': 'shim pyfuse3-compat',
          'fuseshim-compat-fusepy': 'shim fusepy-compat', 'pyfuse3': 'pyfuse3',
          'fuseshim-compat-pyfuse3-default': 'shim pyfuse3-compat 99 tasks',
@@ -42,6 +42,8 @@ SHORT = {'backing': 'no FUSE', 'c-passthrough_ll': 'C ll', 'c-passthrough_hp': '
 TARGETS = [
     ('stat-vs-ll', 'stat/s: sync handlers, 1 worker >= 0.75x C passthrough_ll', 'stat_ops',
      'fuseshim-sync-1w', 'c-passthrough_ll', 0.75),
+    ('fast-getattr-vs-ll', 'stat/s: C fast path (O_PATH getattr) >= 1.0x C passthrough_ll',
+     'stat_ops', 'fuseshim-fast-getattr', 'c-passthrough_ll', 1.0),
     ('stat-vs-llfuse', 'stat/s: sync, 1 worker >= 1.25x llfuse', 'stat_ops',
      'fuseshim-sync-1w', 'llfuse', 1.25),
     ('stat-vs-pyfuse3', 'stat/s: sync, 1 worker >= 4x pyfuse3', 'stat_ops',

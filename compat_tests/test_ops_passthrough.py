@@ -23,29 +23,34 @@ from example_cli import serving
 from ops_scenarios import open_fds_below
 
 import ops_scenarios as sc
-from conftest import MountMode, auto_startup_path, mounted
+from conftest import MountMode, auto_startup_path, mounted, skip_sync_path_where_unavailable
+from fuseshim._core import _path_fd_inodes
 from fuseshim.examples.passthrough import AsyncPassthroughFS, PassthroughFS
 
 
 @contextlib.contextmanager
-def passthrough_mounted(tmp_path, mode: MountMode):
-    """Yield (ops, src, mnt); after unmount no backing fd may be left open."""
+def passthrough_mounted(tmp_path, mode: MountMode, fast_getattr=False):
+    """Yield (ops, src, mnt); after unmount no backing fd may be left open.
+    ``fast_getattr``: GETATTRs answered in C from the O_PATH fds."""
     src, mnt = tmp_path / 'src', tmp_path / 'mnt'
     src.mkdir()
     mnt.mkdir()
     src, mnt = str(src), str(mnt)
     cls = AsyncPassthroughFS if mode.handlers == 'async' else PassthroughFS
-    ops = cls(src)
+    ops = cls(src, fast_getattr=fast_getattr)
     with mounted(ops, mnt, startup=mode.startup, workers=mode.workers) as m:
         assert m.startup_path == mode.startup
         yield ops, src, mnt
+        if fast_getattr:   # the fast path served: the kernel holds declared inodes
+            assert _path_fd_inodes(m.session) > 0
+    assert _path_fd_inodes(m.session) == 0
     assert ops.check_consistency() == []
     assert ops.lookup_counts() == {}
     assert open_fds_below(src) == {src}, 'backing fds leaked'   # only the root's
 
 
-def _compare_with_backing(tmp_path, mode, scenario, *args):
-    with passthrough_mounted(tmp_path, mode) as (ops, src, mnt):
+def _compare_with_backing(tmp_path, mode, scenario, *args, fast_getattr=False):
+    with passthrough_mounted(tmp_path, mode, fast_getattr) as (ops, src, mnt):
         got = sc.run(scenario, os.path.join(mnt, 'work'), *args)
         ref = sc.run(scenario, os.path.join(src, 'native'), *args)
         sc.compare(got, ref, 'passthrough', 'backing directory')
@@ -64,6 +69,43 @@ def test_scenario(tmp_path, mount_mode, name):
     scenario, minimum_calls = sc.COMMON_SCENARIOS[name]
     ops = _compare_with_backing(tmp_path, mount_mode, scenario)
     sc.served_at_least(ops, minimum_calls)
+
+
+# the C fast path (EntryAttributes.path_fd): sync and async handlers, 1 and 3
+# workers, both startup paths
+FAST_GETATTR_MODES = [MountMode('sync', 'sync', 1), MountMode('classic', 'sync', 3),
+                      MountMode('sync', 'async', 1), MountMode('classic', 'async', 3)]
+
+
+@pytest.mark.parametrize('mode', FAST_GETATTR_MODES, ids=str)
+@pytest.mark.parametrize('name', sorted(sc.COMMON_SCENARIOS))
+def test_scenario_fast_getattr(tmp_path, mode, name):
+    """The same scenarios, the same results, with GETATTR answered in C."""
+    skip_sync_path_where_unavailable(mode.startup)
+    scenario, minimum_calls = sc.COMMON_SCENARIOS[name]
+    ops = _compare_with_backing(tmp_path, mode, scenario, fast_getattr=True)
+    sc.served_at_least(ops, minimum_calls)
+
+
+@pytest.mark.parametrize('fast_getattr', [False, True], ids=['handler', 'fast'])
+def test_fast_getattr_answers_without_the_handler(tmp_path, fast_getattr):
+    """With --fast-getattr the example's getattr() is not called for a file
+    the kernel looked up; without it (the default) every GETATTR reaches it."""
+    mode = MountMode(auto_startup_path(), 'sync', 1)
+    with passthrough_mounted(tmp_path, mode, fast_getattr) as (ops, src, mnt):
+        path = os.path.join(mnt, 'f')
+        with open(path, 'wb') as f:
+            f.write(b'data')
+        fd = os.open(path, os.O_RDONLY)     # fstat: GETATTR alone (no LOOKUP)
+        try:
+            before = ops.calls['getattr']
+            for i in range(3):
+                os.truncate(os.path.join(src, 'f'), i)     # behind the mount's back
+                time.sleep(1.05)                           # past the example's 1 s attr timeout
+                assert os.fstat(fd).st_size == i
+        finally:
+            os.close(fd)
+        assert ops.calls['getattr'] - before == (0 if fast_getattr else 3)
 
 
 def test_sparse_file_holes(tmp_path, mount_mode):
@@ -123,9 +165,11 @@ def test_backing_changes_are_seen(tmp_path, mount_mode):
         assert sc.tree(os.path.join(mnt, 'd')) == sc.tree(os.path.join(src, 'd'))
 
 
-def test_forget_closes_backing_fds(tmp_path, mount_mode):
-    """When the kernel evicts its inodes every O_PATH fd is forgotten and closed."""
-    with passthrough_mounted(tmp_path, mount_mode) as (ops, src, mnt):
+@pytest.mark.parametrize('fast_getattr', [False, True], ids=['handler', 'fast'])
+def test_forget_closes_backing_fds(tmp_path, mount_mode, fast_getattr):
+    """When the kernel evicts its inodes every O_PATH fd is forgotten and closed
+    (with the C fast path: after its entry went, see passthrough_mounted)."""
+    with passthrough_mounted(tmp_path, mount_mode, fast_getattr) as (ops, src, mnt):
         root = os.path.join(mnt, 'tree')
         os.mkdir(root)
         for i in range(20):

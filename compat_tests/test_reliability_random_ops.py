@@ -30,6 +30,7 @@ import time
 
 import pytest
 
+import fuseshim._core
 from conftest import mounted
 from reliability_helpers import long_only
 from fuseshim.examples.memfs import AsyncMemFS, MemFS
@@ -44,6 +45,8 @@ LONG_OPS = int(os.environ.get('FUSESHIM_RANDOM_OPS_COUNT', '100000'))
 EXAMPLES = {
     'memfs': (MemFS, AsyncMemFS),
     'passthrough': (PassthroughFS, AsyncPassthroughFS),
+    # GETATTR answered in C from the inodes' O_PATH fds (EntryAttributes.path_fd)
+    'passthrough_fast': (PassthroughFS, AsyncPassthroughFS),
 }
 
 
@@ -75,12 +78,15 @@ def example_mounted(example, startup, workers, handlers='sync'):
         for d in dirs.values():
             os.mkdir(d)
         cls = EXAMPLES[example][handlers == 'async']
-        ops = cls(dirs['src']) if example == 'passthrough' else cls()
+        passthrough = example.startswith('passthrough')
+        ops = (cls(dirs['src'], fast_getattr=example == 'passthrough_fast') if passthrough
+               else cls())
         with mounted(ops, dirs['mnt'], startup=startup, workers=workers) as m:
             assert m.startup_path == startup
             yield {'target': dirs['mnt'], 'reference': dirs['ref'],
-                   'backing': dirs['src'] if example == 'passthrough' else None, 'ops': ops}
+                   'backing': dirs['src'] if passthrough else None, 'ops': ops}
         assert ops.check_consistency() == []
+        assert fuseshim._core._path_fd_inodes(m.session) == 0   # dropped at session end
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -146,6 +152,8 @@ def _assert_meaningful(summary):
     ('passthrough', 'sync', 3, 'sync'),
     ('passthrough', 'classic', 1, 'sync'),
     ('passthrough', 'classic', 2, 'async'),
+    ('passthrough_fast', 'sync', 3, 'sync'),
+    ('passthrough_fast', 'classic', 2, 'async'),
 ], ids=lambda v: str(v))
 def test_random_ops_short(example, startup, workers, handlers):
     summary = _run_random(example, startup, workers, SHORT_OPS, handlers, timeout=300)

@@ -67,6 +67,15 @@ cdef extern from "shim_readfd.h" nogil:
     void shim_readfd_drop_session(const void *session)
     size_t shim_readfd_count()
 
+cdef extern from "shim_pathfd.h" nogil:
+    bint shim_pathfd_none()
+    int shim_pathfd_get(const void *session, uint64_t ino, double *timeout)
+    int shim_pathfd_hold(const void *session, uint64_t ino, int fd, double timeout)
+    void shim_pathfd_forget(const void *session, uint64_t ino, uint64_t nlookup)
+    void shim_pathfd_drop_session(const void *session)
+    size_t shim_pathfd_count(const void *session)
+    uint64_t shim_pathfd_lookups(const void *session, uint64_t ino)
+
 cdef extern from "fuseshim_config.h":
     const char *FUSESHIM_LIBFUSE_BUILD_VERSION
     int HAVE_FUSE_PASSTHROUGH_OPEN
@@ -86,6 +95,11 @@ cdef extern from "<errno.h>" nogil:
 
 cdef extern from "<sys/stat.h>" nogil:
     int c_lstat "lstat"(const char *path, struct_stat *buf)
+    int c_fstatat "fstatat"(int dirfd, const char *path, struct_stat *buf, int flags)
+
+cdef extern from "<fcntl.h>" nogil:
+    int AT_EMPTY_PATH
+    int AT_SYMLINK_NOFOLLOW
 
 include "_types.pxi"
 include "_dispatch.pxi"

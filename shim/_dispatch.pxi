@@ -197,7 +197,10 @@ cdef int _reply(Session s, fuse_req_t req, int op, object res, ReqState *st,
         rc = fuse_reply_attr(req, &ea.e.attr, ea.e.attr_timeout)
     elif op == OP_LOOKUP or op == OP_MKNOD or op == OP_MKDIR or op == OP_SYMLINK or op == OP_LINK:
         ea = <EntryAttributes?>res
+        _hold_path_fd(s, ea)
         rc = fuse_reply_entry(req, &ea.e)
+        if rc < 0:
+            _unhold_path_fd(s, ea)
     elif op == OP_READ:
         if type(res) is FdRange:
             rc = _reply_fd_range(s, req, <FdRange>res, st.size)
@@ -292,12 +295,14 @@ cdef void _reply_failed(int op, int rc) noexcept:
 
 
 cdef int _reply_open(Session s, fuse_req_t req, int op, object res, ReqState *st) except -1:
-    """open, opendir, create: register the handle's read_fd and backing id,
-    reply, and take both back when the kernel never got the handle (the
-    reply failed, e.g. the request was interrupted, or something raised
-    before it was sent): no RELEASE will ever come for that handle."""
+    """open, opendir, create: register the handle's read_fd and backing id
+    (and count create's lookup for its path_fd), reply, and take them back
+    when the kernel never got the handle (the reply failed, e.g. the request
+    was interrupted, or something raised before it was sent): no RELEASE
+    (nor FORGET) will ever come for it."""
     cdef FileInfo finfo = None
     cdef EntryAttributes ea = None
+    cdef EntryAttributes held = None    # create's entry, its path_fd lookup counted
     cdef int read_fd = -1
     cdef int backing_id = 0
     cdef int rc
@@ -316,6 +321,9 @@ cdef int _reply_open(Session s, fuse_req_t req, int op, object res, ReqState *st
                 backing_id = s._attach_backing(req, &st.fi, finfo.backing_fd)
             if op != OP_OPENDIR:
                 read_fd = _serve_reads_from(s, &st.fi, finfo.read_fd)
+        if op == OP_CREATE:
+            _hold_path_fd(s, ea)
+            held = ea
         if shim_test_fault_reply and _fault_fires(FAULT_REPLY, op):
             # what an interrupted open looks like: the caller got EINTR, and
             # our reply finds no request any more
@@ -327,11 +335,58 @@ cdef int _reply_open(Session s, fuse_req_t req, int op, object res, ReqState *st
             rc = fuse_reply_open(req, &st.fi)
     except BaseException:
         _unregister_handle(s, st.fi.fh, read_fd, backing_id)
+        if held is not None:
+            _unhold_path_fd(s, held)
         raise
     if rc < 0:
         _unregister_handle(s, st.fi.fh, read_fd, backing_id)
+        if held is not None:
+            _unhold_path_fd(s, held)
         _reply_failed(op, rc)
     return 0
+
+
+# ---------------------------------------------------------------- EntryAttributes.path_fd
+
+cdef inline int _hold_path_fd(Session s, EntryAttributes ea) except -1:
+    """A lookup-counting reply carries ``path_fd``: count the lookup in the
+    C table before the reply is sent, so no GETATTR or FORGET it causes can
+    come first (shim_pathfd.h)."""
+    if ea.path_fd >= 0 and ea.e.ino != 0:
+        if shim_pathfd_hold(<void*>s, ea.e.ino, ea.path_fd, ea.e.attr_timeout) != 0:
+            raise MemoryError()
+    return 0
+
+cdef inline void _unhold_path_fd(Session s, EntryAttributes ea) noexcept:
+    """The reply never reached the kernel (interrupted): it counts no lookup."""
+    if ea.path_fd >= 0 and ea.e.ino != 0:
+        shim_pathfd_forget(<void*>s, ea.e.ino, 1)
+
+cdef bint _getattr_from_path_fd(fuse_req_t req, fuse_ino_t ino) noexcept nogil:
+    """Answer GETATTR of an inode declared with EntryAttributes.path_fd:
+    fstatat() of its O_PATH fd (the symlink itself, not its target), st_ino
+    the inode's number (as a handler's EntryAttributes.st_ino would be), the
+    timeout of its latest lookup reply.  False: not declared, or fstatat
+    failed -- the handler answers then (its errno, its attributes)."""
+    cdef struct_stat st
+    cdef double timeout = 0
+    cdef int fd = shim_pathfd_get(fuse_req_userdata(req), ino, &timeout)
+    if fd < 0 or c_fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0:
+        return False
+    st.st_ino = ino
+    fuse_reply_attr(req, &st, timeout)
+    return True
+
+
+def _path_fd_inodes(Session session=None):
+    """How many inodes have their GETATTRs answered from a path_fd, of one
+    session or (None) all of them (tests)."""
+    return shim_pathfd_count(<void*>session if session is not None else NULL)
+
+
+def _path_fd_lookups(Session session not None, uint64_t inode):
+    """The kernel lookups counted for ``inode``'s path_fd entry; 0: no entry (tests)."""
+    return shim_pathfd_lookups(<void*>session, inode)
 
 
 cdef void _unregister_handle(Session s, uint64_t fh, int read_fd, int backing_id) noexcept:
@@ -472,6 +527,8 @@ cdef void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) noexcep
 
 cdef void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) noexcept with gil:
     cdef tuple args
+    # before the handler may close the inode's path_fd
+    shim_pathfd_forget(fuse_req_userdata(req), ino, nlookup)
     try:
         _fault_args(OP_FORGET)
         args = ([(ino, nlookup)],)
@@ -482,6 +539,10 @@ cdef void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) noexcept w
 
 cdef void ll_forget_multi(fuse_req_t req, size_t count, fuse_forget_data *forgets) noexcept with gil:
     cdef tuple args
+    cdef size_t i
+    if not shim_pathfd_none():   # before the handler may close path_fds
+        for i in range(count):
+            shim_pathfd_forget(fuse_req_userdata(req), forgets[i].ino, forgets[i].nlookup)
     try:
         _fault_args(OP_FORGET)
         args = ([(forgets[i].ino, forgets[i].nlookup) for i in range(count)],)
@@ -492,6 +553,15 @@ cdef void ll_forget_multi(fuse_req_t req, size_t count, fuse_forget_data *forget
 
 cdef void ll_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) noexcept with gil:
     cdef tuple args
+    cdef bint answered
+    # An inode declared with EntryAttributes.path_fd is answered here: no
+    # Python call, other threads run meanwhile (one predictable branch for
+    # sessions that never declare one)
+    if not shim_pathfd_none():
+        with nogil:
+            answered = _getattr_from_path_fd(req, ino)
+        if answered:
+            return
     try:
         _fault_args(OP_GETATTR)
         args = (ino, _make_ctx(req))

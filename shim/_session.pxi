@@ -240,10 +240,12 @@ cdef class Session:
             # instead of waiting forever.
             outer = shim_finalizing_session
             shim_finalizing_session = <void*>self
+            shim_pathfd_drop_session(<void*>self)
             fuse_session_destroy(self.se)
             shim_finalizing_session = outer
             self.se = NULL
         shim_readfd_drop_session(<void*>self)
+        shim_pathfd_drop_session(<void*>self)
         free(self.pump_buf.mem)
         if self.lock is not NULL:
             PyThread_free_lock(self.lock)
@@ -415,6 +417,8 @@ cdef class Session:
         _lock(self)
         self.destroyed = True
         PyThread_release_lock(self.lock)
+        # before the destroy handler, which may close the inodes' path_fds
+        shim_pathfd_drop_session(<void*>self)
         with nogil:
             fuse_session_destroy(self.se)
         self.se = NULL

@@ -44,11 +44,21 @@ cdef inline object _stat_field(object st, bint exact, Py_ssize_t slot, str name)
 
 @cython.final
 cdef class EntryAttributes:
-    """Attributes of an inode plus the kernel cache timeouts (pyfuse3 names)."""
+    """Attributes of an inode plus the kernel cache timeouts (pyfuse3 names).
+
+    ``path_fd`` (fuseshim only; -1: none): an O_PATH fd of the backing file,
+    declared in a lookup-counting reply (lookup, mknod, mkdir, symlink, link,
+    create): fuseshim answers the inode's GETATTRs in C with fstatat() until
+    FORGET brings the lookups it saw to 0 (before forget() is called) or the
+    session ends.  The filesystem keeps the fd open until then and closes it
+    (docs/api.md)."""
     cdef fuse_entry_param e
+    # an O_PATH fd of the backing file: GETATTRs answered in C (shim_pathfd.h)
+    cdef public int path_fd
 
     def __cinit__(self):
         memset(&self.e, 0, sizeof(self.e))
+        self.path_fd = -1
         self.e.attr_timeout = 300
         self.e.entry_timeout = 300
         self.e.attr.st_blksize = 4096
@@ -159,6 +169,7 @@ cdef class EntryAttributes:
     def copy(self):
         cdef EntryAttributes a = EntryAttributes.__new__(EntryAttributes)
         a.e = self.e
+        a.path_fd = self.path_fd
         return a
 
     def __getstate__(self):

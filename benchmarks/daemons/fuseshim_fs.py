@@ -9,6 +9,11 @@ call); ``range`` answers each READ in read() with a fuseshim.FdRange (the
 same reply, one handler call per READ); ``bytes`` with os.pread bytes.
 --backing opens files with FileInfo.backing_fd (FUSE passthrough: the kernel
 reads the backing file itself; needs fuseshim built against libfuse >= 3.17).
+--fast-getattr keeps an O_PATH fd per inode the kernel looked up (counted,
+closed when forget() drops the last lookup) and declares it in the lookup
+replies (EntryAttributes.path_fd; not create's): fuseshim answers GETATTR
+with fstatat() in C, getattr() is called only for the root and for files
+created but not looked up since.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import itertools
 import os
 import signal
 import sys
+import threading
 
 import fuseshim
 from fuseshim import ROOT_INODE, EntryAttributes, FileInfo, FUSEError, StatvfsData
@@ -39,7 +45,7 @@ lstat = EntryAttributes.lstat
 class PassFS(fuseshim.Operations):
     enable_readdirplus = PLUS_VISIBLE or DirListing is not None
 
-    def __init__(self, source, read='fd', backing=False):
+    def __init__(self, source, read='fd', backing=False, fast_getattr=False):
         self.read_bytes = read == 'bytes' or FdRange is None
         # where the binding has it: READs answered in C, read() not called
         self.read_fd = read == 'fd' and hasattr(FileInfo(), 'read_fd')
@@ -51,15 +57,37 @@ class PassFS(fuseshim.Operations):
         self.paths = {ROOT_INODE: self.root}
         self.dirs = {}
         self.dir_ids = itertools.count(1)
+        self.fast_getattr = fast_getattr
+        self.path_fds = {}           # inode -> [O_PATH fd, lookups declared with it]
+        self.lock = threading.Lock()
 
-    def _entry(self, path):
+    def _entry(self, path, declare=True):
         a = lstat(path, entry_timeout=0, attr_timeout=0)
         ino = a.st_ino
         if ino == self.root_ino:
             a.st_ino = ROOT_INODE
         else:
             self.paths[ino] = path
+            if self.fast_getattr and declare:
+                self._declare_path_fd(a, ino, path)
         return a
+
+    def _declare_path_fd(self, a, ino, path):
+        """Count one lookup of ``ino`` and declare its O_PATH fd (opened at
+        the first one) in the reply."""
+        with self.lock:
+            node = self.path_fds.get(ino)
+            if node is None:
+                try:
+                    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW)
+                except OSError:
+                    return                        # gone meanwhile: getattr() answers
+                if os.fstat(fd).st_ino != ino:    # replaced meanwhile
+                    os.close(fd)
+                    return
+                node = self.path_fds[ino] = [fd, 0]
+            node[1] += 1
+        a.path_fd = node[0]
 
     def _path(self, inode):
         try:
@@ -74,7 +102,18 @@ class PassFS(fuseshim.Operations):
             raise FUSEError(e.errno) from None
 
     def forget(self, inode_list):
-        pass  # paths stay known (every daemon in this suite does the same)
+        # paths stay known (every daemon in this suite does the same); an
+        # O_PATH fd goes with its inode's last lookup (fuseshim has dropped
+        # its path_fd entry already)
+        if self.path_fds:
+            with self.lock:
+                for ino, nlookup in inode_list:
+                    node = self.path_fds.get(ino)
+                    if node is not None:
+                        node[1] -= nlookup
+                        if node[1] <= 0:
+                            del self.path_fds[ino]
+                            os.close(node[0])
 
     def getattr(self, inode, ctx):
         try:
@@ -102,7 +141,9 @@ class PassFS(fuseshim.Operations):
         path = self._path(parent_inode) + b'/' + name
         try:
             fd = os.open(path, flags | os.O_CREAT, mode)
-            return self._handle(fd), self._entry(path)
+            # not declared: an O_PATH fd per new file cost creates 18 %; the
+            # next lookup of the name declares it
+            return self._handle(fd), self._entry(path, declare=False)
         except OSError as e:
             raise FUSEError(e.errno) from None
 
@@ -186,10 +227,13 @@ def main(argv=None):
                    help='how READs are answered (see above)')
     p.add_argument('--backing', action='store_true',
                    help='FUSE passthrough: open returns backing_fd (libfuse >= 3.17)')
+    p.add_argument('--fast-getattr', action='store_true',
+                   help='GETATTR answered in C from O_PATH fds (EntryAttributes.path_fd)')
     p.add_argument('--no-splice-write', action='store_true',
                    help='fd replies copy instead of splicing (enable_splice_write = False)')
     args = p.parse_args(argv)
-    ops = (AsyncPassFS if args.use_async else PassFS)(args.source, args.read, args.backing)
+    ops = (AsyncPassFS if args.use_async else PassFS)(args.source, args.read, args.backing,
+                                                       args.fast_getattr)
     if args.no_splice_write:
         ops.enable_splice_write = False
     if args.plain_readdir:
