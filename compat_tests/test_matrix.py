@@ -14,7 +14,7 @@ import zipfile
 
 import pytest
 
-yaml = pytest.importorskip('yaml')
+yaml = pytest.importorskip('yaml', reason='PyYAML (the matrix extra, installed by make setup) reads matrix.yaml')
 
 from fuseshim.matrix import model, report, schema  # noqa: E402
 from fuseshim.matrix.__main__ import main as matrix_main  # noqa: E402

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip('yaml')   # the matrix extra; installed by `make setup`
+pytest.importorskip('yaml', reason='PyYAML (the matrix extra, installed by make setup) reads matrix.yaml')
 
 from fuseshim.matrix import apt  # noqa: E402
 

@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-pytest.importorskip('yaml')
+pytest.importorskip('yaml', reason='PyYAML (the matrix extra, installed by make setup) reads matrix.yaml')
 
 import fuseshim  # noqa: E402
 from fuseshim.matrix import model, schema, shard  # noqa: E402
