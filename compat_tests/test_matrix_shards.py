@@ -13,14 +13,13 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import xml.etree.ElementTree as ET
 
 import pytest
 
 pytest.importorskip('yaml', reason='PyYAML (the matrix extra, installed by make setup) reads matrix.yaml')
 
 import fuseshim  # noqa: E402
-from fuseshim.matrix import model, schema, shard  # noqa: E402
+from fuseshim.matrix import compare, model, schema, shard  # noqa: E402
 from fuseshim.matrix.__main__ import main as matrix_main  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -113,19 +112,6 @@ def matrix_cli(*args, cwd):
                           capture_output=True, text=True, timeout=900)
 
 
-def comparable(report_dir):
-    with open(os.path.join(report_dir, 'report.json')) as f:
-        data = json.load(f)
-    cells = {c['id']: (c['expect'], c['result']['status'], c['result']['judgement'],
-                       (c['result'].get('probe') or {}).get('startup_path'))
-             for c in data['cells']}
-    junit = ET.parse(os.path.join(report_dir, 'junit.xml')).getroot()
-    cases = sorted((tc.get('classname'), tc.get('name'),
-                    tuple(sorted(ch.tag for ch in tc if ch.tag != 'system-out')))
-                   for tc in junit.iter('testcase'))
-    return cells, cases, data['meta']
-
-
 @pytest.fixture(scope='module')
 def small_matrix(tmp_path_factory):
     if os.geteuid() != 0:
@@ -153,12 +139,12 @@ def test_three_shards_merged_equal_the_single_run(small_matrix):
                         '--matrix', str(root / 'matrix.yaml'),
                         '--report-dir', str(root / 'merged'), cwd=root)
     assert merged.returncode == 0, merged.stdout + merged.stderr
-    single_cells, single_junit, single_meta = comparable(root / 'single')
-    merged_cells, merged_junit, merged_meta = comparable(root / 'merged')
-    assert len(single_cells) == 3
-    assert merged_cells == single_cells
-    assert merged_junit == single_junit
-    assert merged_meta['fuseshim_revision'] == single_meta['fuseshim_revision']
+    assert compare.compare_dirs(str(root / 'single'), str(root / 'merged')) == []
+    single = compare.decisions(str(root / 'single'))
+    assert len(single['cells']) == 3 and len(single['junit']) == 3
+    assert all(c['status'] == 'pass' for c in single['cells'].values())
+    r = matrix_cli('compare', str(root / 'single'), str(root / 'merged'), cwd=root)
+    assert r.returncode == 0 and 'agree: 3 cells' in r.stdout, r.stdout + r.stderr
     for name in ('report.md', 'index.html'):
         assert (root / 'merged' / name).exists()
     # every cell's log link points at a file inside the merged report
@@ -209,3 +195,30 @@ def test_merge_refuses_another_fuseshim_revision(small_matrix, tmp_path):
                    '--matrix', str(root / 'matrix.yaml'), '--report-dir', str(tmp_path / 'm'),
                    cwd=root)
     assert r.returncode == 2 and 'differ in their fuseshim revision' in r.stderr
+
+
+def test_compare_names_each_difference(small_matrix, tmp_path):
+    """compare must fail on what a merge could get wrong: a cell's status,
+    its startup path, a missing cell, a JUnit verdict."""
+    root, _ = small_matrix
+    edited = tmp_path / 'edited'
+    shutil.copytree(root / 'single', edited)
+    with open(edited / 'report.json') as f:
+        data = json.load(f)
+    first, second = data['cells'][0], data['cells'][1]
+    first['result']['status'] = 'fail'
+    second['result']['probe']['startup_path'] = 'classic-not-really'
+    dropped = data['cells'].pop()
+    (edited / 'report.json').write_text(json.dumps(data))
+    diffs = compare.compare_dirs(str(root / 'single'), str(edited))
+    assert f"cells.{first['id']}.status: {root / 'single'} 'pass', {edited} 'fail'" in diffs
+    assert any(d.startswith(f"cells.{second['id']}.startup_path:") for d in diffs)
+    assert f"cells.{dropped['id']}: only in {root / 'single'}" in diffs
+    assert len(diffs) == 3, diffs
+    junit = (edited / 'junit.xml').read_text()
+    (edited / 'junit.xml').write_text(junit.replace('</testcase>', '<failure message="x"/></testcase>', 1))
+    r = matrix_cli('compare', str(root / 'single'), str(edited), cwd=root)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert '4 differences' in r.stdout and "['failure']" in r.stdout
+    r = matrix_cli('compare', str(root / 'single'), str(tmp_path / 'nothing'), cwd=root)
+    assert r.returncode == 2 and 'not a readable matrix report' in r.stderr

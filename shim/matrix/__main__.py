@@ -12,6 +12,7 @@ Examples::
     fuseshim-matrix --preset ci --list --shards 3 --format github   # CI fan-out
     fuseshim-matrix --preset ci --shard 2/3 --report-dir shard-2    # one CI job
     fuseshim-matrix merge shard-1 shard-2 shard-3 --report-dir all  # one report
+    fuseshim-matrix compare all single-run        # did both decide the same?
 """
 from __future__ import annotations
 
@@ -158,6 +159,9 @@ def main(argv=None) -> int:
     if argv[:1] == ['merge']:
         from . import merge
         return merge.main(argv[1:])
+    if argv[:1] == ['compare']:
+        from . import compare
+        return compare.main(argv[1:])
     args = parser().parse_args(argv)
     if args.install_prereqs:
         return install_prereqs()
