@@ -1,13 +1,17 @@
 """Reports: terminal table, Markdown, JSON, JUnit XML and a self-contained
-HTML grid (per-cell log links relative to the report directory)."""
+HTML grid (per-cell log links relative to the report directory; the page is
+the Jinja2 template templates/report.html.j2)."""
 from __future__ import annotations
 
-import html
+import functools
+import importlib.resources
 import json
 import os
 import platform
 import time
 import xml.etree.ElementTree as ET
+
+import jinja2
 
 from . import model
 from .progress import fmt_secs
@@ -328,151 +332,108 @@ def junit(cells, packaging, clients=None) -> bytes:
     return ET.tostring(root, encoding='utf-8', xml_declaration=True)
 
 
-CSS = '''
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
-table{border-collapse:collapse;margin:1em 0}
-th,td{border:1px solid #ccc;padding:.35em .6em;text-align:left;vertical-align:top}
-th{background:#f3f3f3}
-td.pass{background:#d9f2d9}td.xfail{background:#fff3c4}td.fail,td.xpass{background:#f8c9c9}
-td.error{background:#f0c0f0}td.none{background:#fafafa;color:#999}
-td a{color:inherit}
-.small{font-size:12px;color:#555}
-code{background:#f3f3f3;padding:0 .2em}
-details{margin:.3em 0}
-pre{background:#f7f7f7;padding:.5em;overflow-x:auto}
-'''
+@functools.cache
+def _templates() -> jinja2.Environment:
+    # the template is read as a resource of this package (importlib.resources),
+    # not from a path next to this file: the same from an installed wheel and
+    # from the editable install, whose package directory is not shim/matrix
+    def source(name):
+        return (importlib.resources.files(__package__) / 'templates' / name).read_text(
+            encoding='utf-8')
+    return jinja2.Environment(loader=jinja2.FunctionLoader(source), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True,
+                              lstrip_blocks=True)
+
+
+def _grid_cell(c: model.Cell | None) -> dict | None:
+    if not c:
+        return None
+    r = c.result
+    return {'status': r.get('status') or 'none', 'slug': c.slug, 'text': _cell_text(c),
+            'title': '; '.join(r.get('judgement') or []) or 'as expected', 'log': r.get('log')}
+
+
+def _grid_packaging(p: dict | None) -> dict | None:
+    if not p:
+        return None
+    st = p.get('status') or 'none'
+    return {'status': st, 'symbol': SYMBOL.get(st, st), 'log': p.get('log') or ''}
+
+
+def _cell_details(c: model.Cell, report_dir: str) -> dict:
+    r = c.result
+    p = r.get('probe') or {}
+    st = r.get('status') or 'none'
+    rows = [('expected', json.dumps(c.expect.to_dict(), sort_keys=True)),
+            ('kernel', r.get('kernel_release')),
+            ('startup path', f'{p.get("startup_path")} - {p.get("startup_reason")}'),
+            ('INIT before mount returned', p.get('init_before_mount_returned')),
+            ('protocol', p.get('protocol')),
+            ('libfuse runtime / build', f'{p.get("libfuse_runtime_version")} / '
+                                        f'{p.get("libfuse_build_version")}'),
+            ('loaded', ', '.join(p.get('loaded_libfuse') or [])),
+            ('NEEDED', r.get('soname')),
+            ('build features', json.dumps(p.get('build_features'), sort_keys=True)),
+            ('io_uring (libfuse / kernel)', io_uring_text(p)),
+            ('problems', '; '.join(r.get('judgement') or []) or '-'),
+            ('tests', (r.get('tests') or {}).get('summary')),
+            ('failed tests', ', '.join((r.get('tests') or {}).get('failed_tests') or []) or '-'),
+            ('time', f'{r.get("elapsed")} s')]
+    files = []
+    d = r.get('dir')
+    for name in ('cell.log', 'probe.log', 'tests.log', 'probe.json', 'junit.xml'):
+        if d and os.path.exists(os.path.join(report_dir, d, name)):
+            files.append((f'{d}/{name}', name))
+    console = (r.get('vm') or {}).get('console')
+    if console:
+        files.append((console, 'console.log'))
+    return {'slug': c.slug, 'id': c.id, 'symbol': SYMBOL.get(st, st),
+            'open': st in model.UNEXPECTED, 'rows': [(k, str(v)) for k, v in rows],
+            'files': files}
+
+
+def _packaging_details(v: str, p: dict) -> dict:
+    st = p.get('status') or 'none'
+    return {'version': v, 'symbol': SYMBOL.get(st, st), 'open': st != 'pass',
+            'rows': [(k, str(p[k])) for k in ('sdist', 'wheel', 'soname', 'twine', 'error')
+                     if p.get(k)],
+            'tests': str((p.get('tests') or {}).get('summary', '-')),
+            'problems': '; '.join(p.get('judgement') or []) or '-',
+            'log': p.get('log') or '', 'files': p.get('files') or []}
+
+
+def _client_table(clients: dict) -> dict:
+    cols, rows = client_grid(clients)
+
+    def cell(cr):
+        if not cr:
+            return None
+        return {'status': cr.get('status') or 'none', 'text': client_cell_text(cr),
+                'title': '; '.join(cr.get('problems') or []) or 'as with the real peer'}
+    return {'columns': cols, 'problems': client_problems(clients),
+            'rows': [{'name': name, 'log': r.get('log') or '', 'project': r['entry']['project'],
+                      'version': r['entry']['version'], 'module': r['entry']['module'],
+                      'real': client_real_text(r),
+                      'cells': [cell(r['cells'].get(c)) for c in cols]}
+                     for name, r in rows]}
 
 
 def html_report(cells, packaging, summary, meta, clients=None) -> str:
-    e = html.escape
+    """index.html: templates/report.html.j2 rendered from plain data."""
     rows, cols, by = grid(cells, packaging)
-    out = ['<!doctype html><html><head><meta charset="utf-8">',
-           '<title>fuseshim matrix</title>', f'<style>{CSS}</style></head><body>',
-           '<h1>fuseshim migration matrix</h1>',
-           f'<p class="small">{e(str(meta.get("date")))} &middot; host kernel '
-           f'{e(str(meta.get("host_kernel")))} &middot; preset {e(str(meta.get("preset")))} '
-           f'&middot; {len(cells)} cells &middot; '
-           f'{fmt_secs(summary["timings"].get("total", 0))}</p>',
-           f'<p><b>Unexpected results: {len(summary["unexpected"])}</b> '
-           f'{e(", ".join(summary["unexpected"]))}</p>',
-           '<table><tr><th>libfuse</th>']
-    for k, s in cols:
-        out.append(f'<th>{e(k)}<br><span class="small">{e(s)}</span></th>')
-    if packaging:
-        out.append('<th>packaging</th>')
-    out.append('</tr>')
-    for v in rows:
-        out.append(f'<tr><th>{e(v)}</th>')
-        for k, s in cols:
-            c = by.get((v, k, s))
-            if not c:
-                out.append('<td class="none">-</td>')
-                continue
-            st = c.result.get('status') or 'none'
-            title = '; '.join(c.result.get('judgement') or []) or 'as expected'
-            link = c.result.get('log')
-            txt = e(_cell_text(c))
-            out.append(f'<td class="{st}" title="{e(title)}"><a href="#{e(c.slug)}">{txt}</a>'
-                       + (f'<br><a class="small" href="{e(link)}">log</a>' if link else '')
-                       + '</td>')
-        if packaging:
-            p = packaging.get(v)
-            if p:
-                st = p.get('status') or 'none'
-                out.append(f'<td class="{st}"><a href="#pkg-{e(v)}">{SYMBOL.get(st, st)}</a>'
-                           f'<br><a class="small" href="{e(p.get("log") or "")}">log</a></td>')
-            else:
-                out.append('<td class="none">-</td>')
-        out.append('</tr>')
-    out.append('</table>')
-    out.append('<p class="small">Cell text: status, then the startup path seen '
-               '(<code>seen!=expected</code> when they differ; in parentheses the expected one '
-               'when the probe did not run). Hover for the problems; click for details.</p>')
-    out.append('<h2>Cells</h2>')
-    for c in cells:
-        r = c.result
-        p = r.get('probe') or {}
-        st = r.get('status') or 'none'
-        out.append(f'<details id="{e(c.slug)}"{" open" if st in model.UNEXPECTED else ""}>'
-                   f'<summary><b>{e(c.id)}</b>: {SYMBOL.get(st, st)}</summary>')
-        out.append('<table>')
-        rows_ = [('expected', json.dumps(c.expect.to_dict(), sort_keys=True)),
-                 ('kernel', r.get('kernel_release')),
-                 ('startup path', f'{p.get("startup_path")} - {p.get("startup_reason")}'),
-                 ('INIT before mount returned', p.get('init_before_mount_returned')),
-                 ('protocol', p.get('protocol')),
-                 ('libfuse runtime / build', f'{p.get("libfuse_runtime_version")} / '
-                                             f'{p.get("libfuse_build_version")}'),
-                 ('loaded', ', '.join(p.get('loaded_libfuse') or [])),
-                 ('NEEDED', r.get('soname')),
-                 ('build features', json.dumps(p.get('build_features'), sort_keys=True)),
-                 ('io_uring (libfuse / kernel)', io_uring_text(p)),
-                 ('problems', '; '.join(r.get('judgement') or []) or '-'),
-                 ('tests', (r.get('tests') or {}).get('summary')),
-                 ('failed tests', ', '.join((r.get('tests') or {}).get('failed_tests') or [])
-                  or '-'),
-                 ('time', f'{r.get("elapsed")} s')]
-        for k, v in rows_:
-            out.append(f'<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>')
-        links = []
-        d = r.get('dir')
-        for name in ('cell.log', 'probe.log', 'tests.log', 'probe.json', 'junit.xml'):
-            if d and os.path.exists(os.path.join(meta.get('report_dir', ''), d, name)):
-                links.append(f'<a href="{e(d)}/{name}">{name}</a>')
-        vmi = r.get('vm') or {}
-        if vmi.get('console'):
-            links.append(f'<a href="{e(vmi["console"])}">console.log</a>')
-        out.append(f'<tr><th>files</th><td>{" &middot; ".join(links) or "-"}</td></tr>')
-        out.append('</table></details>')
-    if packaging:
-        out.append('<h2>Packaging</h2>')
-        for v, p in sorted(packaging.items(), key=lambda kv: model.row_key(kv[0])):
-            st = p.get('status') or 'none'
-            out.append(f'<details id="pkg-{e(v)}"{" open" if st != "pass" else ""}>'
-                       f'<summary><b>libfuse {e(v)}</b>: {SYMBOL.get(st, st)}</summary><table>')
-            for k in ('sdist', 'wheel', 'soname', 'twine', 'error'):
-                if p.get(k):
-                    out.append(f'<tr><th>{k}</th><td>{e(str(p[k]))}</td></tr>')
-            t = p.get('tests') or {}
-            out.append(f'<tr><th>tests on the wheel</th><td>{e(str(t.get("summary", "-")))}'
-                       f'</td></tr><tr><th>problems</th><td>'
-                       f'{e("; ".join(p.get("judgement") or []) or "-")}</td></tr>'
-                       f'<tr><th>log</th><td><a href="{e(p.get("log") or "")}">log</a></td></tr>')
-            files = p.get('files') or []
-            out.append(f'<tr><th>wheel files</th><td><pre>{e(chr(10).join(files))}</pre></td></tr>')
-            out.append('</table></details>')
-    if clients:
-        cols, rows = client_grid(clients)
-        out.append('<h2>Clients: real projects, real peer vs fuseshim</h2>'
-                   '<p class="small">Each project\'s own suite (or scenario) with the real '
-                   'peer, then with fuseshim providing the peer\'s module in each libfuse '
-                   'cell; PASS: fuseshim passes every test the real peer passes (per test '
-                   'id).</p><table><tr><th>client</th><th>project</th><th>real peer</th>'
-                   + ''.join(f'<th>fuseshim<br><span class="small">{e(c)}</span></th>'
-                             for c in cols) + '</tr>')
-        for name, r in rows:
-            en = r['entry']
-            out.append(f'<tr><th><a href="{e(r.get("log") or "")}">{e(name)}</a></th>'
-                       f'<td>{e(en["project"])} {e(en["version"])}<br><code>'
-                       f'{e(en["module"])}</code></td><td>{e(client_real_text(r))}</td>')
-            for c in cols:
-                cr = r['cells'].get(c)
-                if not cr:
-                    out.append('<td class="none">-</td>')
-                    continue
-                title = '; '.join(cr.get('problems') or []) or 'as with the real peer'
-                out.append(f'<td class="{e(cr.get("status") or "none")}" title="{e(title)}">'
-                           f'{e(client_cell_text(cr))}</td>')
-            out.append('</tr>')
-        out.append('</table>')
-        probs = client_problems(clients)
-        if probs:
-            out.append('<ul>' + ''.join(f'<li>{e(p)}</li>' for p in probs) + '</ul>')
-    out.append('<h2>Timings</h2><ul>')
-    for k, v in summary['timings'].items():
-        out.append(f'<li>{e(k)}: {fmt_secs(v)}</li>')
-    out.append('</ul></body></html>')
-    return '\n'.join(out)
+    return _templates().get_template('report.html.j2').render(
+        run={'date': str(meta.get('date')), 'host_kernel': str(meta.get('host_kernel')),
+             'preset': str(meta.get('preset')), 'cells': len(cells),
+             'total': fmt_secs(summary['timings'].get('total', 0))},
+        unexpected=summary['unexpected'],
+        columns=cols,
+        grid=[{'version': v, 'cells': [_grid_cell(by.get((v, k, s))) for k, s in cols],
+               'packaging': _grid_packaging(packaging.get(v))} for v in rows],
+        cells=[_cell_details(c, meta.get('report_dir', '')) for c in cells],
+        packaging=[_packaging_details(v, p) for v, p in
+                   sorted(packaging.items(), key=lambda kv: model.row_key(kv[0]))],
+        clients=_client_table(clients) if clients else None,
+        timings=[(k, fmt_secs(v)) for k, v in summary['timings'].items()])
 
 
 def write_all(report_dir, cfg, cells, runner, summary, meta) -> dict:
