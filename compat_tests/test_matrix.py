@@ -466,6 +466,32 @@ def test_reports_are_written(tmp_path, cfg):
     assert 'PASS sync' in table and 'packaging' in table
 
 
+def test_install_prereqs_pip_installs_the_matrix_extra(monkeypatch, capsys):
+    """--install-prereqs installs pyproject.toml's "matrix" extra (the one
+    list; a copy in __main__ had drifted: it lacked pydantic), as the
+    installed fuseshim's metadata declares it."""
+    import importlib.metadata
+    import subprocess
+    import sys
+    import tomllib
+
+    from fuseshim.matrix import __main__ as cli
+    with open(os.path.join(REPO, 'pyproject.toml'), 'rb') as f:
+        extras = tomllib.load(f)['project']['optional-dependencies']
+    assert 'Jinja2>=3.0' in extras['matrix'] and 'pydantic>=2.5' in extras['matrix']
+    # the metadata as meson-python writes it (Requires-Dist with an extra marker)
+    metadata = [f'{r}; extra == "{name}"' for name, reqs in extras.items() for r in reqs]
+    monkeypatch.setattr(importlib.metadata, 'requires',
+                        lambda dist: metadata if dist == 'fuseshim' else None)
+    ran = []
+    monkeypatch.setattr(cli.subprocess, 'run',
+                        lambda cmd, env: ran.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    assert cli.main(['--install-prereqs']) == 0
+    assert ran[0][:2] == ['apt-get', 'install'] and 'qemu-system-x86' in ran[0]
+    assert ran[1] == [sys.executable, '-m', 'pip', 'install', *extras['matrix']]
+    assert 'Jinja2>=3.0' in capsys.readouterr().out
+
+
 def test_cli_check_list_and_errors(tmp_path, capsys):
     assert matrix_main(['--matrix', MATRIX, '--check']) == 0
     assert 'OK' in capsys.readouterr().out

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -85,8 +86,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument('--check', action='store_true', help='check the matrix file and exit')
     ap.add_argument('--install-prereqs', action='store_true',
                     help='install what the runner needs (qemu-system-x86, e2fsprogs, '
-                         'liburing-dev, libnuma-dev via apt; meson, ninja, build, twine, '
-                         'PyYAML, python-debian via pip) and exit')
+                         'liburing-dev, libnuma-dev via apt; the packages of fuseshim\'s '
+                         '"matrix" extra via pip) and exit')
     ap.add_argument('--quiet', '-q', action='store_true', help='no live progress')
     return ap
 
@@ -137,12 +138,24 @@ def list_clients(cfg, cells, client_names) -> None:
               f'({e.peer}): {what}; real peer, then fuseshim in: {where}', file=sys.stderr)
 
 
+def matrix_extra() -> list[str]:
+    """The requirements of fuseshim's "matrix" extra as the installed
+    fuseshim declares them (pyproject.toml is the one list: a second one here
+    would drift from it)."""
+    from importlib.metadata import requires
+    out = []
+    for req in requires('fuseshim') or []:
+        spec, _, marker = req.partition(';')
+        if re.fullmatch(r'\s*extra\s*==\s*["\']matrix["\']\s*', marker):
+            out.append(spec.strip())
+    return out
+
+
 def install_prereqs() -> int:
     from .libfuse import URING_BUILD_DEPS
     cmds = [['apt-get', 'install', '-y', '--no-install-recommends', 'qemu-system-x86',
              'e2fsprogs', *URING_BUILD_DEPS],
-            [sys.executable, '-m', 'pip', 'install', 'meson', 'ninja', 'build', 'twine',
-             'PyYAML', 'python-debian', 'pytest', 'meson-python', 'Cython']]
+            [sys.executable, '-m', 'pip', 'install', *matrix_extra()]]
     for cmd in cmds:
         print('$', shlex.join(cmd), flush=True)
         env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
