@@ -203,14 +203,20 @@ def build_sdist(src: str, outdir: str, log: Log, env: dict, timeout=1200) -> str
     return found[0]
 
 
+# files below shim/ that the wheel must carry as they are: the modules and
+# the templates of the matrix report (not .pyx/.pxi: compiled into _core)
+PACKAGE_FILE_SUFFIXES = ('.py', '.j2')
+
+
 def sdist_modules(sdist: str) -> list[str]:
-    """Package modules (paths below shim/) that the sdist carries."""
+    """Package files (paths below shim/: modules, templates) that the sdist carries."""
     import tarfile
     out = []
     with tarfile.open(sdist) as t:
         for m in t.getmembers():
             parts = m.name.split('/', 2)
-            if len(parts) == 3 and parts[1] == 'shim' and m.name.endswith('.py') and m.isfile():
+            if (len(parts) == 3 and parts[1] == 'shim' and m.name.endswith(PACKAGE_FILE_SUFFIXES)
+                    and m.isfile()):
                 out.append(parts[2])
     return sorted(out)
 
@@ -253,11 +259,12 @@ def check_wheel_files(wheel: str, modules: list[str]) -> tuple[list[str], list[s
 
 
 def uncommitted_modules(src: str, modules: list[str]) -> list[str]:
-    """Package modules in the work tree that the sdist (git HEAD) lacks."""
+    """Package files in the work tree that the sdist (git HEAD) lacks."""
     shim = os.path.join(src, 'shim')
     have = set(modules)
     out = []
-    for path in sorted(glob.glob(os.path.join(shim, '**', '*.py'), recursive=True)):
+    for path in sorted(p for p in glob.glob(os.path.join(shim, '**', '*'), recursive=True)
+                       if p.endswith(PACKAGE_FILE_SUFFIXES)):
         rel = os.path.relpath(path, shim).replace(os.sep, '/')
         if '__pycache__' not in rel and rel not in have:
             out.append(rel)
