@@ -22,22 +22,10 @@ from fuseshim.matrix.apt import system_mirror  # noqa: E402
 from fuseshim.matrix.build import check_wheel_files  # noqa: E402
 from fuseshim.matrix.runner import _abs_args, _tests_result, pytest_summary  # noqa: E402
 from fuseshim.matrix.vm import build_initramfs, module_depends  # noqa: E402
+from matrix_samples import MINIMAL  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MATRIX = os.path.join(REPO, 'matrix.yaml')
-
-MINIMAL = '''
-version: 1
-libfuse:
-  - {version: "3.14.0", source: apt-source, debian: {version: 3.14.0-4, suite: bookworm}}
-  - {version: "3.17.2", source: apt-source, debian: {version: 3.17.2-3, suite: trixie}}
-kernels:
-  - {name: host}
-  - {name: "6.12", version: "6.12", suite: trixie, image: "linux-image-6.12*"}
-  - {name: "7.2", version: "7.2", suite: sid, image: "linux-binary-7.2*"}
-startup: [auto, classic]
-features: {passthrough: "3.17", reply_statx: "3.18"}
-'''
 
 
 def load(text):

@@ -15,18 +15,7 @@ pytest.importorskip('yaml', reason='PyYAML (the matrix extra, installed by make 
 
 from fuseshim.matrix import model, report, schema  # noqa: E402
 from fuseshim.matrix.progress import fmt_secs  # noqa: E402
-
-MATRIX = '''
-version: 1
-libfuse:
-  - {version: "3.14.0", source: apt-source, debian: {version: 3.14.0-4, suite: bookworm}}
-  - {version: "3.17.2", source: apt-source, debian: {version: 3.17.2-3, suite: trixie}}
-kernels:
-  - {name: host}
-  - {name: "6.12", version: "6.12", suite: trixie, image: "linux-image-6.12*"}
-  - {name: "7.2", version: "7.2", suite: sid, image: "linux-binary-7.2*"}
-startup: [auto, classic]
-'''
+from matrix_samples import MINIMAL  # noqa: E402
 
 # text from a run that looks like markup: it must reach the page as text
 SCRIPT = '<script>alert("x") & \'y\'</script>'
@@ -122,7 +111,7 @@ def page(tmp_path):
 def realistic_report(tmp_path) -> dict:
     """A report with every kind of cell, packaging result and client result
     (its files below ``tmp_path``, a pathlib.Path)."""
-    cfg = schema.check(schema.load_yaml_text(textwrap.dedent(MATRIX)))
+    cfg = schema.check(schema.load_yaml_text(textwrap.dedent(MINIMAL)))
     cells = {c.id: c for c in model.all_cells(cfg, host_release='6.18')}
     del cells['3.17.2/7.2/classic']            # a hole in the grid
     tests = {'summary': '3 passed, 1 failed', 'passed': 3, 'failures': 1, 'failed_tests': []}
@@ -372,7 +361,7 @@ def test_clients_table(page):
 
 def test_no_clients_no_packaging(tmp_path):
     """The sections of absent stages are left out, not shown empty."""
-    cfg = schema.check(schema.load_yaml_text(textwrap.dedent(MATRIX)))
+    cfg = schema.check(schema.load_yaml_text(textwrap.dedent(MINIMAL)))
     cells = model.all_cells(cfg, host_release='6.18')[:2]
     for c in cells:
         c.result.update({'status': 'pass', 'judgement': [], 'elapsed': 1.0})
