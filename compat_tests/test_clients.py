@@ -17,10 +17,13 @@ import os
 
 import pytest
 
-import fuseshim
-from fuseshim.matrix import clients, schema
-from fuseshim.matrix.sdists import IndexUnreachable
-from fuseshim.matrix.util import Log, cache_dir
+import matrix_extra
+
+matrix_extra.require()
+import fuseshim  # noqa: E402
+from fuseshim.matrix import clients, schema  # noqa: E402
+from fuseshim.matrix.sdists import IndexUnreachable  # noqa: E402
+from fuseshim.matrix.util import Log, cache_dir  # noqa: E402
 
 MATRIX = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                       'matrix.yaml')

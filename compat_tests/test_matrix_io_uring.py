@@ -11,7 +11,9 @@ import textwrap
 
 import pytest
 
-pytest.importorskip('yaml', reason='PyYAML (the matrix extra, installed by make setup) reads matrix.yaml')
+import matrix_extra
+
+matrix_extra.require()
 
 from fuseshim.matrix import libfuse, model, schema  # noqa: E402
 from fuseshim.matrix.util import StageError  # noqa: E402
