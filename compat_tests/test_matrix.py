@@ -498,7 +498,7 @@ def test_install_prereqs_pip_installs_the_matrix_extra(monkeypatch, capsys):
     import sys
     import tomllib
 
-    from fuseshim.matrix import __main__ as cli
+    from fuseshim.matrix import __main__ as cli, prereqs
     with open(os.path.join(REPO, 'pyproject.toml'), 'rb') as f:
         extras = tomllib.load(f)['project']['optional-dependencies']
     assert 'Jinja2>=3.0' in extras['matrix'] and 'pydantic>=2.5' in extras['matrix']
@@ -507,7 +507,7 @@ def test_install_prereqs_pip_installs_the_matrix_extra(monkeypatch, capsys):
     monkeypatch.setattr(importlib.metadata, 'requires',
                         lambda dist: metadata if dist == 'fuseshim' else None)
     ran = []
-    monkeypatch.setattr(cli.subprocess, 'run',
+    monkeypatch.setattr(prereqs.subprocess, 'run',
                         lambda cmd, env: ran.append(cmd) or subprocess.CompletedProcess(cmd, 0))
     assert cli.main(['--install-prereqs']) == 0
     assert ran[0][:2] == ['apt-get', 'install'] and 'qemu-system-x86' in ran[0]
@@ -849,3 +849,24 @@ def test_the_suite_collects_without_the_matrix_extra(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert 'error' not in r.stdout.splitlines()[-1], r.stdout[-3000:]
     assert 'the matrix extra: pip install fuseshim[matrix]' in r.stdout
+
+
+def test_install_prereqs_runs_without_the_matrix_extra(tmp_path):
+    """--install-prereqs installs the matrix extra, so it must start without
+    it (the runner imported pydantic, PyYAML and Jinja2 before reading its
+    options)."""
+    import matrix_extra
+    script = BLOCK_MATRIX_EXTRA.split('import pytest')[0] + textwrap.dedent('''
+        import subprocess
+        ran = []
+        subprocess.run = lambda cmd, env: ran.append(cmd) or subprocess.CompletedProcess(cmd, 0)
+        from fuseshim.matrix.__main__ import main
+        rc = main(['--install-prereqs'])
+        print('ran:', [c[:3] for c in ran])
+        sys.exit(rc)
+        ''')
+    r = subprocess.run([sys.executable, '-c', script, ','.join(matrix_extra.MODULES)],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "['apt-get', 'install', '-y']" in r.stdout
+    assert f"['{sys.executable}', '-m', 'pip']" in r.stdout

@@ -22,6 +22,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from .prereqs import URING_BUILD_DEPS
 from .schema import LibfuseEntry, upstream
 from .util import Log, StageError, read_json, run, write_json
 
@@ -83,7 +84,6 @@ def spec_key(entry: LibfuseEntry) -> dict:
 
 
 URING_OPTION = 'enable-io-uring'      # libfuse >= 3.18
-URING_BUILD_DEPS = ('liburing-dev', 'libnuma-dev')
 
 
 def uring_options(entry: LibfuseEntry, source_tree: str) -> list[str]:

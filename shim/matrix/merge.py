@@ -166,7 +166,7 @@ def main(argv=None) -> int:
     ap.add_argument('--matrix', metavar='FILE', help='the matrix file the shards ran '
                                                      '(default: as fuseshim-matrix finds it)')
     args = ap.parse_args(argv)
-    from .__main__ import find_matrix
+    from .cli import find_matrix
     path = find_matrix(args.matrix)
     try:
         cells, run, summary, meta = merge(args.dirs, args.report_dir, path)
