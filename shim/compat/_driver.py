@@ -43,13 +43,44 @@ class TrioBackend:
         self._trio.lowlevel.notify_closing(fd)
 
 
+class FdWaiters:
+    """asyncio tasks waiting for fds to become readable (trio's
+    ``wait_readable``); ``wake(fd)`` ends their waits early (trio's
+    ``notify_closing``; given ``exc``, they raise it)."""
+
+    def __init__(self):
+        self._waiting = {}      # fd -> the futures of the tasks waiting for it
+
+    async def wait_readable(self, fd):
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        waiting = self._waiting.setdefault(fd, set())
+        waiting.add(fut)
+        loop.add_reader(fd, _resolve, fut)
+        try:
+            await fut
+        finally:
+            loop.remove_reader(fd)
+            waiting.discard(fut)
+            if not waiting and self._waiting.get(fd) is waiting:
+                del self._waiting[fd]
+
+    def wake(self, fd, exc=None):
+        for fut in tuple(self._waiting.get(fd, ())):
+            if exc is None:
+                _resolve(fut)
+            elif not fut.done():
+                fut.set_exception(exc)
+
+
 class AsyncioBackend:
     cancelled = asyncio.CancelledError
     interrupted = ()   # interrupt() makes wait_readable() return instead
 
     def __init__(self, loop):
         self._loop = loop
-        self._waiting = set()
+        self._waiters = FdWaiters()
+        self.wait_readable = self._waiters.wait_readable
         self.tasks = set()
 
     def spawn(self, fn):
@@ -63,19 +94,8 @@ class AsyncioBackend:
     async def checkpoint(self):
         await asyncio.sleep(0)
 
-    async def wait_readable(self, fd):
-        fut = self._loop.create_future()
-        self._waiting.add(fut)
-        self._loop.add_reader(fd, _resolve, fut)
-        try:
-            await fut
-        finally:
-            self._loop.remove_reader(fd)
-            self._waiting.discard(fut)
-
     def interrupt(self, fd):
-        for fut in self._waiting:
-            _resolve(fut)
+        self._waiters.wake(fd)
 
 
 def _resolve(fut):

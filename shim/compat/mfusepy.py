@@ -1,7 +1,8 @@
 """fuseshim.compat.mfusepy: the mfusepy 3.x API, served by fuseshim.
 
 ``import mfusepy as fuse`` becomes ``import fuseshim.compat.mfusepy as fuse``.
-Same path layer as fuseshim.compat.fusepy, with mfusepy's rules:
+Same path layer as fuseshim.compat.fusepy (the private package ``_pathfs``),
+with mfusepy's rules, all in this module's ``_FLAVOUR``:
 
 * only operations a filesystem overrides are offered (the base class marks
   its methods ``libfuse_ignore``); ``init`` always is, and ``readdir`` is when
@@ -21,12 +22,12 @@ import contextlib  # noqa: F401  (mfusepy's module has these names; see below)
 import ctypes
 import errno
 import functools
-import inspect
+import inspect  # noqa: F401
 import logging
 import os  # noqa: F401
 import platform  # noqa: F401
-import warnings
-from collections.abc import Iterable, Sequence
+import warnings  # noqa: F401
+from collections.abc import Iterable, Sequence  # noqa: F401
 from ctypes import (CFUNCTYPE, POINTER, c_char_p, c_int, c_size_t, c_ssize_t,  # noqa: F401
                     c_uint, c_void_p)
 from ctypes.util import find_library  # noqa: F401
@@ -39,12 +40,16 @@ from fuseshim._core import libfuse_path as _libfuse_path
 
 from . import _cstructs
 from . import fusepy as _base
+from ._pathfs import frontend as _frontend
+from ._pathfs.flavour import Flavour as _Flavour
+from ._pathfs.flavour import SharedDirentStat as _SharedDirentStat
+from ._pathfs.flavour import offered as _offered
 from ._cstructs import (c_byte_p, c_dev_t, c_flock_t, c_fsblkcnt_t, c_fsfilcnt_t,  # noqa: F401
                         c_gid_t, c_mode_t, c_off_t, c_pid_t, c_timespec, c_uid_t, c_uint64_p,
                         fuse_buf, fuse_buf_flags, fuse_bufvec, fuse_fill_dir_flags,
                         fuse_pollhandle_p, fuse_readdir_flags, getxattr_t, setxattr_t)
-from .fusepy import (ENOTSUP, FuseOSError, _offered, fuse_exit,  # noqa: F401
-                     fuse_get_context, log_callback, overrides, time_of_timespec)
+from .fusepy import (ENOTSUP, FuseOSError, fuse_exit, fuse_get_context,  # noqa: F401
+                     log_callback, overrides, time_of_timespec)
 
 log = logging.getLogger('fuse')
 
@@ -328,106 +333,35 @@ class LoggingMixIn:
 
 class FUSE(_base.FUSE):
     __doc__ = _base.FUSE.__doc__
-    _flavor = 'mfusepy'
-    _rename_flags = True           # libfuse 3 passes them; mfusepy drops them
-    _default_errors = 'surrogateescape'
-    _option_error = 3              # ... when fuse_new() rejects the options
-    _mount_error = 4               # ... when mounting fails
-    _file_info_type = fuse_file_info
-    _config_type = staticmethod(_new_config)
 
     def __init__(self, operations, mountpoint: str, raw_fi: bool = False,
                  encoding: str = 'utf-8', errors: str = 'surrogateescape', **kwargs) -> None:
         super().__init__(operations, mountpoint, raw_fi=raw_fi, encoding=encoding,
                          errors=errors, **kwargs)
 
-    @property
-    def _signal_error(self) -> int:
-        # what libfuse 3's fuse_main_real returns after SIGINT/SIGTERM/SIGHUP
-        # (the loop's error), which mfusepy raises: 7 up to 3.11, 8 from
-        # 3.12 on, where fuse_loop_cfg_create() took 7 for its own failure
-        return 7 if _libfuse_before(3, 12) else 8
 
-    @property
-    def _offsets_honoured(self):
-        return _offered(self.operations, 'readdir_with_offset')
-
-    def _check_callable(self):
-        if callable(self.operations):
-            warnings.warn(
-                'The call operator on the Operations object is ignored since mfusepy 3.0!'
-                'Use decorators to wrap methods or if really necessary overwrite '
-                '__getattribute__ instead.', DeprecationWarning, stacklevel=3)
-
-    def _find_registered(self):
-        ops = self.operations
-        names = {name for name in _base._FS_OPS if _offered(ops, name)}
-        names.add('init')
-        if _offered(ops, 'readdir_with_offset'):
-            names.add('readdir')
-        return names
-
-    def _dispatch(self, name, *args):
-        return getattr(self.operations, name)(*args)
-
-    def _dispatcher(self):
-        return self._dispatch     # mfusepy never goes through __call__
-
-    def _init_fs(self):
-        ops = self.operations
-        if getattr(ops, 'flag_nopath', False) and getattr(ops, 'flag_nullpath_ok', False):
-            self.conf.nullpath_ok = 1
-        try:
-            if _offered(ops, 'init_with_config'):
-                ops.init_with_config(_new_conn_info(), self.conf)
-            elif _offered(ops, 'init'):
-                ops.init('/')
-        except BaseException as e:
-            self._critical(e)
-            raise
-        self._layer.nodes.high_ids = bool(self.conf.use_ino)
-
-    def _truncate(self, path, length, has_fh, ufh):
-        self._status_of(self._dispatch('truncate', path, length))
-
-    def _rename(self, old, new, flags):
-        self._status_of(self._dispatch('rename', old, new))
-
-    def _create_call(self, path, mode, fi):
-        if len(inspect.signature(self.operations.create).parameters) == 2:
-            return self._dispatch('create', path, mode)
-        return self._dispatch('create', path, mode, fi.flags)
-
-    def _readdir(self, path, offset, fh):
-        if _offered(self.operations, 'readdir_with_offset'):
-            return self.operations.readdir_with_offset(path, offset, fh)
-        return self.operations.readdir(path, fh)
-
-    class _DirentStats:
-        """mfusepy fills ONE struct stat for a whole listing: only st_mode
-        and st_ino are copied from each entry's attrs, so an entry without
-        them keeps the previous entry's values, and a bare name gets the
-        struct as it stands."""
-
-        def __init__(self):
-            self.st = {'st_mode': 0, 'st_ino': 0}
-
-        def for_name(self):
-            return dict(self.st)
-
-        def for_attrs(self, attrs):
-            if isinstance(attrs, int) and not isinstance(attrs, bool):
-                self.st['st_mode'] = attrs
-                return dict(self.st)
-            if isinstance(attrs, dict):
-                for k in ('st_mode', 'st_ino'):
-                    if k in attrs:
-                        self.st[k] = attrs[k]
-                return dict(self.st)
-            return None
-
-    def _dirent_stats(self):
-        return self._DirentStats()
+_FLAVOUR = _Flavour(
+    registers=_offered,            # only what a filesystem overrides ...
+    always_offers_init=True,       # ... and init, always
+    call_operator=None,            # methods are called directly
+    nullpath_ok_flags=('flag_nopath', 'flag_nullpath_ok'),
+    truncate_gets_fh=False,
+    create_gets_flags=True,
+    rename_flags=True,             # libfuse 3 passes them; mfusepy drops them
+    plain_readdir_offsets=False,   # readdir_with_offset's are used, readdir's dropped
+    dirent_stat=_SharedDirentStat,
+    file_info_type=fuse_file_info,
+    new_config=_new_config,
+    new_conn_info=_new_conn_info,
+    default_errors='surrogateescape',
+    option_error=3,                # ... when fuse_new() rejects the options
+    mount_error=4,                 # ... when mounting fails
+    # what libfuse 3's fuse_main_real returns after SIGINT/SIGTERM/SIGHUP (the
+    # loop's error), which mfusepy raises: 7 up to 3.11, 8 from 3.12 on, where
+    # fuse_loop_cfg_create() took 7 for its own failure
+    signal_error=7 if _libfuse_before(3, 12) else 8,
+)
+_frontend.bind_flavour(FUSE, _FLAVOUR)
 
 
 # mfusepy has no __all__: ``from mfusepy import *`` gives every public name

@@ -481,9 +481,7 @@ async def main(min_tasks=1, max_tasks=99):
     st = _state
     if st.mount is None:
         raise RuntimeError('Need to call init() before main()')
-    if trio is not _real_trio:
-        return await _main_asyncio(st, min_tasks, max_tasks)
-    return await _main_trio(st, min_tasks, max_tasks)
+    return await _event_loop.main(st, min_tasks, max_tasks)
 
 
 async def _main_trio(st, min_tasks, max_tasks):
@@ -547,6 +545,31 @@ async def _main_asyncio(st, min_tasks, max_tasks):
         trio_token = None
         _stop_notify_thread()
     _raise_fatal(st)
+
+
+class _EventLoop:
+    """Which event loop main() serves in: trio (pyfuse3's default), or
+    asyncio once pyfuse3.asyncio.enable() chose it.
+
+    pyfuse3 shows the choice as its module attribute ``trio``: the real trio,
+    or after enable() the pyfuse3.asyncio module standing in for it.  That
+    attribute is set here for users to see; main() reads ``main`` only."""
+
+    def __init__(self):
+        self.main = _main_trio
+
+    def use_asyncio(self, stand_in):
+        global trio
+        self.main = _main_asyncio
+        trio = stand_in
+
+    def use_trio(self):
+        global trio
+        self.main = _main_trio
+        trio = _real_trio
+
+
+_event_loop = _EventLoop()
 
 
 async def _serve(st, backend, max_tasks, stop, done):

@@ -10,11 +10,12 @@ uses (``current_trio_token``, ``open_nursery``, ``Lock``, ...), and after
 as ``fuseshim.compat.pyfuse3.asyncio`` as well.
 """
 import asyncio
-import collections
+import collections  # noqa: F401  (a name of pyfuse3.asyncio's module, as the ones below)
 import sys
 # pyfuse3.asyncio's module has these names
 from typing import Any, Callable, Iterable, Optional, Set, Type  # noqa: F401
 
+from . import _driver
 from . import pyfuse3  # noqa: F401  (pyfuse3.asyncio has it as a name; a cycle Python resolves)
 from .pyfuse3 import FileHandleT  # noqa: F401
 
@@ -29,15 +30,14 @@ def _pyfuse3():
 def enable() -> None:
     """Switch pyfuse3 to asyncio mode."""
     me = sys.modules[__name__]
-    me.lowlevel = me
+    me.lowlevel = me        # as in pyfuse3: this module stands in for trio.lowlevel
     me.from_thread = me
-    _pyfuse3().trio = me
+    _pyfuse3()._event_loop.use_asyncio(me)
 
 
 def disable() -> None:
     """Switch pyfuse3 back to the default (trio) mode."""
-    p = _pyfuse3()
-    p.trio = p._real_trio
+    _pyfuse3()._event_loop.use_trio()
 
 
 def current_trio_token() -> str:
@@ -48,28 +48,18 @@ class ClosedResourceError(Exception):
     pass
 
 
-_read_futures: dict = collections.defaultdict(set)
+# the trio.lowlevel stand-ins: the driver's own asyncio fd waiting
+_waiters = _driver.FdWaiters()
 
 
 async def wait_readable(fd) -> None:
     """Wait until ``fd`` is readable (the trio.lowlevel.wait_readable stand-in)."""
-    loop = asyncio.get_running_loop()
-    fut = loop.create_future()
-    _read_futures[fd].add(fut)
-    loop.add_reader(fd, lambda: fut.done() or fut.set_result(None))
-    try:
-        await fut
-    finally:
-        loop.remove_reader(fd)
-        _read_futures[fd].discard(fut)
-        if not _read_futures[fd]:
-            del _read_futures[fd]
+    await _waiters.wait_readable(fd)
 
 
 def notify_closing(fd) -> None:
-    for fut in list(_read_futures.get(fd, ())):
-        if not fut.done():
-            fut.set_exception(ClosedResourceError())
+    """Make the tasks waiting for ``fd`` raise ClosedResourceError."""
+    _waiters.wake(fd, ClosedResourceError())
 
 
 def current_task() -> Optional[asyncio.Task]:
