@@ -49,8 +49,13 @@ def _editable_build_dir():
     spec = importlib.util.find_spec('_fuseshim_editable_loader')
     if spec is None:
         return None
-    m = re.search(r"'fuseshim',\s*\{'fuseshim'\},\s*'([^']+)'", open(spec.origin).read())
-    return m.group(1) if m else None
+    # MesonpyMetaFinder('fuseshim', {top-level names...}, '<build dir>', ...): the
+    # set lists every top-level module the package installs (also _fuseshim_provide)
+    m = re.search(r"'fuseshim',\s*\{[^}]*\},\s*'([^']+)'", open(spec.origin).read())
+    # an editable install whose build dir is not found would fail later as a
+    # PermissionError of nobody's import: say what is wrong instead
+    assert m, f'cannot find the build dir in meson-python\'s editable loader {spec.origin}'
+    return m.group(1)
 
 
 @pytest.mark.skipif(shutil.which('fusermount3') is None, reason='needs fusermount3 (Debian fuse3)')
