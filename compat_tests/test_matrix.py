@@ -870,3 +870,34 @@ def test_install_prereqs_runs_without_the_matrix_extra(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "['apt-get', 'install', '-y']" in r.stdout
     assert f"['{sys.executable}', '-m', 'pip']" in r.stdout
+
+
+def test_the_host_chain_starts_first_beside_the_vms(tmp_path):
+    """The full preset's host cells and packaging stages run as one chain
+    handed to the first worker; the VM boots follow, the one with the
+    conformance suites first (the cold run spent 20 minutes with both
+    workers in VMs while the host suites, the longest chain, waited)."""
+    from fuseshim.matrix.runner import Options, Runner
+    cfg = schema.load(MATRIX)
+    cells = model.all_cells(cfg)
+    native = [c for c in cells if not c.is_vm]
+    groups = {}
+    for c in cells:
+        if c.is_vm:
+            groups.setdefault(c.kernel.name, []).append(c)
+    versions = sorted({c.libfuse.version for c in cells}, key=model.row_key)
+    runner = Runner(cfg, Options(tests=cfg.tests, tests_base=REPO, jobs=2,
+                                 report_dir=str(tmp_path), cache=str(tmp_path)))
+    jobs = runner.cell_jobs(native, versions, groups)
+    assert jobs[0] == (runner._run_host_chain, (native, versions))
+    vm_order = [args[0] for fn, args in jobs[1:]]
+    assert [fn for fn, _ in jobs[1:]] == [runner._run_vm_group] * len(groups)
+    assert sorted(vm_order) == sorted(groups)
+    # the kernels whose cells run the conformance suites (tests.vm_extra) go first
+    extra = {k for e in cfg.tests.vm_extra for r in e.cells for k in r.kernel}
+    assert set(vm_order[:len(extra)]) == extra, vm_order
+    # --parallel-tests: no chain, every host cell its own job
+    runner = Runner(cfg, Options(tests=cfg.tests, tests_base=REPO, jobs=2, parallel_tests=True,
+                                 report_dir=str(tmp_path), cache=str(tmp_path)))
+    jobs = runner.cell_jobs(native, versions, groups)
+    assert [fn for fn, _ in jobs].count(runner._run_native) == len(native)

@@ -23,7 +23,7 @@ PROBE_TIMEOUT = 180
 
 
 class Options:
-    """What the command line decided (see __main__)."""
+    """What the command line decided (see cli.py)."""
 
     def __init__(self, **kw):
         self.cache = kw.get('cache')
@@ -147,12 +147,11 @@ class Runner:
                 for f in futs:
                     f.result()
             self.timings['prepare'] = time.monotonic() - t
-            # ---- phase 2: cells, VMs, packaging (longest first)
+            # ---- phase 2: cells, VMs, packaging
             t = time.monotonic()
             with cf.ThreadPoolExecutor(max(1, self.o.jobs)) as pool:
-                futs = [pool.submit(self._run_vm_group, k, groups[k]) for k in vm_kernels]
-                futs += [pool.submit(self._run_packaging, v) for v in packaging]
-                futs += [pool.submit(self._run_native, c) for c in native]
+                futs = [pool.submit(fn, *args) for fn, args in self.cell_jobs(native, packaging,
+                                                                               groups)]
                 for f in futs:
                     f.result()
             self.timings['cells'] = time.monotonic() - t
@@ -289,6 +288,36 @@ class Runner:
             if not cell.is_vm:  # keep every mountpoint inside the cell's directory
                 tests.append(f'--basetemp={os.path.join(celldir, "tmp")}')
         return {'probe': probe, 'tests': tests}
+
+    def cell_jobs(self, native: list[model.Cell], packaging: list[str],
+                  vm_groups: dict[str, list[model.Cell]]) -> list[tuple]:
+        """Phase 2's jobs, (function, args), in the order the workers take them.
+
+        The host's suites take turns (self._host_tests), so the host cells and
+        packaging stages are one chain, the run's longest: it goes first, to
+        one worker, while the others boot the VMs.  (Submitted one by one
+        after the VMs, they waited until every VM had had a worker: 20
+        minutes of the full preset's cold run.)  The VM boots with the most
+        test work go first."""
+        if self._host_tests:
+            jobs = [(self._run_host_chain, (native, packaging))]
+        else:
+            jobs = [(self._run_native, (c,)) for c in native]
+            jobs += [(self._run_packaging, (v,)) for v in packaging]
+        for k in sorted(vm_groups, key=lambda k: -self._vm_work(vm_groups[k])):
+            jobs.append((self._run_vm_group, (k, vm_groups[k])))
+        return jobs
+
+    def _run_host_chain(self, native: list[model.Cell], packaging: list[str]):
+        for c in native:
+            self._run_native(c)
+        for v in packaging:
+            self._run_packaging(v)
+
+    def _vm_work(self, cells: list[model.Cell]) -> int:
+        """How much a VM boot has to run: its cells plus their extra test
+        files (the conformance suites take 10-20 minutes under TCG)."""
+        return sum(1 + sum(a.endswith(".py") for a in self.tests_for(c)[1]) for c in cells)
 
     def _run_native(self, cell: model.Cell):
         t0 = time.monotonic()
