@@ -114,6 +114,15 @@ def matrix_cli(*args, cwd):
                           capture_output=True, text=True, timeout=900)
 
 
+def shared_cache(tmp_path_factory):
+    """One build cache for the small real matrices of this session's tests
+    (test_matrix_interrupt.py too): the cell build is made once."""
+    path = tmp_path_factory.getbasetemp() / 'small-matrix-cache'
+    path.mkdir(exist_ok=True)
+    os.chmod(path, 0o755)
+    return path
+
+
 @pytest.fixture(scope='module')
 def small_matrix(tmp_path_factory):
     if os.geteuid() != 0:
@@ -125,7 +134,7 @@ def small_matrix(tmp_path_factory):
     path = root / 'matrix.yaml'
     path.write_text(textwrap.dedent(SMALL.format(version=fuseshim.libfuse_version())))
     common = ['--matrix', str(path), '--preset', 'small', '--no-tests', '--quiet',
-              '--source', REPO, '--cache', str(root / 'cache')]
+              '--source', REPO, '--cache', str(shared_cache(tmp_path_factory))]
     single = matrix_cli(*common, '--report-dir', str(root / 'single'), cwd=root)
     assert single.returncode == 0, single.stdout + single.stderr
     for k in (1, 2, 3):

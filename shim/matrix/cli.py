@@ -4,9 +4,11 @@ entry point and docs/matrix.md."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
+import signal
 import sys
 
 from . import build, model, report, schema, shard, util
@@ -14,6 +16,21 @@ from .progress import fmt_secs
 from .util import cache_dir
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """SIGTERM (a CI job cancelled, `timeout`, `kill`) stops the run as
+    Ctrl-C does, children interrupted and mounts removed, instead of killing
+    the runner and orphaning its children, which run in their own sessions."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    old = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -215,7 +232,14 @@ def run(argv: list[str]) -> int:
           f'cache {opts.cache}; '
           f'report {opts.report_dir}', file=sys.stderr, flush=True)
     runner = Runner(cfg, opts)
-    summary = runner.run(cells)
+    try:
+        with terminate_as_interrupt():
+            summary = runner.run(cells)
+    except KeyboardInterrupt:
+        # runner.run has stopped its children and lazily unmounted what they
+        # left below the report and cache directories
+        print('fuseshim-matrix: interrupted; no report written', file=sys.stderr)
+        return EXIT_INTERRUPTED
     meta = {'preset': args.preset, 'matrix': os.path.abspath(path), 'argv': argv, 'jobs': jobs,
             # what `fuseshim-matrix merge` checks shard reports against
             'matrix_sha256': util.file_sha256(path),

@@ -16,7 +16,7 @@ from . import apt as aptmod
 from . import build, clients, libfuse, model, schema, vm
 from .progress import Progress
 from .sdists import IndexUnreachable, PeerSourceError
-from .util import Log, StageError, read_json, run
+from .util import Log, StageError, read_json, run, stop_children
 
 PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'probe.py')
 PROBE_TIMEOUT = 180
@@ -136,24 +136,13 @@ class Runner:
                         self.prep_errors[f'libfuse {v}'] = f'private apt: {e}'
             # ---- phase 1: prepare
             t = time.monotonic()
-            with cf.ThreadPoolExecutor(max(1, self.o.jobs)) as pool:
-                futs = []
-                if packaging:
-                    futs.append(pool.submit(self._prep_sdist))
-                for k in vm_kernels:
-                    futs.append(pool.submit(self._prep_kernel, k))
-                for v in versions:
-                    futs.append(pool.submit(self._prep_libfuse, v))
-                for f in futs:
-                    f.result()
+            self.in_pool(([(self._prep_sdist, ())] if packaging else [])
+                         + [(self._prep_kernel, (k,)) for k in vm_kernels]
+                         + [(self._prep_libfuse, (v,)) for v in versions])
             self.timings['prepare'] = time.monotonic() - t
             # ---- phase 2: cells, VMs, packaging
             t = time.monotonic()
-            with cf.ThreadPoolExecutor(max(1, self.o.jobs)) as pool:
-                futs = [pool.submit(fn, *args) for fn, args in self.cell_jobs(native, packaging,
-                                                                               groups)]
-                for f in futs:
-                    f.result()
+            self.in_pool(self.cell_jobs(native, packaging, groups))
             self.timings['cells'] = time.monotonic() - t
             # ---- phase 3: real projects, real peer vs fuseshim (they mount:
             # one at a time, after the suites)
@@ -288,6 +277,21 @@ class Runner:
             if not cell.is_vm:  # keep every mountpoint inside the cell's directory
                 tests.append(f'--basetemp={os.path.join(celldir, "tmp")}')
         return {'probe': probe, 'tests': tests}
+
+    def in_pool(self, jobs: list[tuple]) -> None:
+        """Run (function, args) jobs on --jobs workers, in order.  Interrupted
+        (Ctrl-C, SIGTERM), it stops: queued jobs are dropped and running
+        children interrupted, instead of the workers going on through the
+        queue (the pool's exit waits for them) while the caller has left."""
+        with cf.ThreadPoolExecutor(max(1, self.o.jobs)) as pool:
+            futs = [pool.submit(fn, *args) for fn, args in jobs]
+            try:
+                for f in futs:
+                    f.result()
+            except BaseException:
+                stop_children()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
 
     def cell_jobs(self, native: list[model.Cell], packaging: list[str],
                   vm_groups: dict[str, list[model.Cell]]) -> list[tuple]:

@@ -6,6 +6,7 @@ import os
 import shlex
 import signal
 import subprocess
+import threading
 import time
 
 
@@ -53,10 +54,16 @@ def run(cmd, *, cwd=None, env=None, log: Log | None = None, timeout=None, check=
     if log:
         log.write(f'$ {shlex.join(cmd)}' + (f'    (in {cwd})' if cwd else ''))
     t0 = time.monotonic()
+    if _stopping.is_set():
+        raise StageError(f'{shlex.join(cmd[:3])}... not started: the run was interrupted')
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True, text=True, errors='replace')
+    with _children_lock:
+        _children.add(proc)
     try:
+        if _stopping.is_set():          # interrupted while it started
+            _interrupt_group(proc)
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
@@ -66,8 +73,16 @@ def run(cmd, *, cwd=None, env=None, log: Log | None = None, timeout=None, check=
             log.write(f'!! timed out after {timeout} s; killed')
         raise StageError(f'{shlex.join(cmd[:3])}... timed out after {timeout} s') from None
     except BaseException:
-        _kill_group(proc)
+        _interrupt_group(proc)
         raise
+    finally:
+        with _children_lock:
+            _children.discard(proc)
+    if _stopping.is_set():
+        if log:
+            log.write(out or '')
+            log.write('!! interrupted')
+        raise StageError(f'{shlex.join(cmd[:3])}... interrupted')
     if log:
         log.write(out or '')
         log.write(f'-> exit {proc.returncode} after {time.monotonic() - t0:.1f} s')
@@ -78,6 +93,41 @@ def run(cmd, *, cwd=None, env=None, log: Log | None = None, timeout=None, check=
         raise StageError(f'{shlex.join(cmd[:4])}{" ..." if len(cmd) > 4 else ""} exited '
                          f'{proc.returncode}' + (f':\n{tail}' if tail else ''))
     return cp
+
+
+# Every child runs in its own session (so a terminal's Ctrl-C reaches only
+# the runner, which decides): these are the ones running now.  On Ctrl-C or
+# SIGTERM the runner calls stop_children(): nothing new starts, and every
+# running child is interrupted the way a terminal would, so that a pytest
+# child tears its fixtures down (unmounts) before it is killed.
+_children: set[subprocess.Popen] = set()
+_children_lock = threading.Lock()
+_stopping = threading.Event()
+INTERRUPT_GRACE = 15.0      # seconds for a child to finish its teardown
+
+
+def stop_children() -> None:
+    _stopping.set()
+    with _children_lock:
+        procs = list(_children)
+    threads = [threading.Thread(target=_interrupt_group, args=(p,)) for p in procs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def _interrupt_group(proc) -> None:
+    """SIGINT to the child's group, then as _kill_group if it lingers."""
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(INTERRUPT_GRACE)
+        return
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    _kill_group(proc)
 
 
 def _kill_group(proc):
