@@ -27,8 +27,12 @@ class ThreadServing(Serving):
         self._spawn(self.workers, until_init=False)
 
     def start(self):
-        self._spawn(self.workers - 1, until_init=False)
         self.session.lifecycle.to(SessionState.SERVING)
+        self._spawn(self.workers - 1, until_init=False)
+        with self._count_lock:
+            idle = self._running == 0
+        if idle:  # the kernel ended the connection right after INIT: nobody will report
+            self.session.lifecycle.readers_stopped()
 
     def _spawn(self, count, until_init):
         with self._count_lock:
