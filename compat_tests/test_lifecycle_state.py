@@ -86,6 +86,37 @@ def test_unmounted_from_outside_the_readers_end(mnt, serve):
     assert history(m) == UP + [S.ENDED] + DOWN
 
 
+class StopsServing(HelloFS):
+    """lookup("stop") raises SystemExit: fuseshim stops serving."""
+
+    def lookup(self, parent_inode, name, ctx=None):
+        if name == b'stop':
+            raise SystemExit('from a handler')
+        return super().lookup(parent_inode, name, ctx)
+
+
+class AsyncStopsServing(StopsServing):
+    async def lookup(self, parent_inode, name, ctx=None):
+        return StopsServing.lookup(self, parent_inode, name, ctx)
+
+
+@pytest.mark.expected_errors   # fuseshim logs the handler's SystemExit
+@pytest.mark.parametrize('serve', ['threads', 'loop'])
+def test_a_fatal_handler_exception_ends_serving(mnt, serve):
+    fs = AsyncStopsServing() if serve == 'loop' else StopsServing()
+    m = fuseshim.mount(fs, mnt, serve=serve)
+    try:
+        with pytest.raises(OSError):
+            os.stat(os.path.join(mnt, 'stop'))
+        with pytest.raises(SystemExit):
+            m.wait(10)
+        assert wait_for(lambda: m.state is S.ENDED), m.session.lifecycle
+    finally:
+        m.close()
+    assert history(m) == UP + [S.ENDED] + DOWN
+    assert not mounted_at(mnt)
+
+
 # ---------------------------------------------------------------- serve="external"
 
 def _pyfuse3_hello(pyfuse3):
@@ -298,8 +329,7 @@ def test_served_follows_the_state():
     """``served`` (what close() waits on in the event-loop modes) is set
     except while SERVING; an outside driver's clear()/set() of it (the
     protocol of docs/api.md) are state changes."""
-    ended = []
-    lc = Lifecycle(ended=lambda: bool(ended))
+    lc = Lifecycle()
     assert lc.served.is_set()
     lc.to(S.MOUNTED)
     assert lc.served.is_set()
@@ -308,8 +338,9 @@ def test_served_follows_the_state():
     lc.served.set()                     # ... and was stopped: still mounted
     assert lc.state is S.MOUNTED and lc.served.is_set()
     lc.served.clear()
-    ended.append(True)
-    lc.served.set()                     # ... saw the kernel end the connection
+    lc.connection_ended()               # pump() saw the kernel end the connection
+    assert lc.state is S.ENDED and not lc.served.is_set()
+    lc.served.set()                     # ... and the driver returned
     assert lc.state is S.ENDED and lc.served.is_set()
     lc.served.clear()                   # a driver may start again (it sees the end)
     lc.begin_stopping()

@@ -207,7 +207,7 @@ cdef class Session:
         self.lock = PyThread_allocate_lock()
         if self.lock is NULL:
             raise MemoryError()
-        self.lifecycle = Lifecycle(ended=self._ended)
+        self.lifecycle = Lifecycle()
         self.collected = []
         _fill_ops(&self.llops, implemented)
         try:
@@ -270,11 +270,6 @@ cdef class Session:
         runs: close() waits for it.  An outside driver clear()s it when it
         starts reading and set()s it when it stops: both change the state."""
         return self.lifecycle.served
-
-    def _ended(self):
-        # libfuse exits the session when the kernel ends the connection
-        # (ENODEV: unmounted or aborted); exit() does it for a fatal error
-        return self.se is NULL or self.stopping or bool(fuse_session_exited(self.se))
 
     @property
     def uses_async(self):
@@ -400,6 +395,7 @@ cdef class Session:
     def _on_readable(self):
         # A bounded batch, so other callbacks of the loop keep their turn.
         if self._pump(64) < 0:
+            self.lifecycle.connection_ended()
             self.detach_loop()
 
     def detach_loop(self):
@@ -418,6 +414,7 @@ cdef class Session:
         changes)."""
         cdef list out
         if self._pump(limit) < 0:
+            self.lifecycle.connection_ended()
             out = self.collected
             self.collected = []
             for p in out:

@@ -13,9 +13,9 @@ MOUNTED    the kernel attached the connection (INIT answered on the sync
            with serve="external" also while no outside driver runs
 SERVING    readers run: worker threads, the event loop's reader, or an
            outside driver
-ENDED      the readers returned on their own: the kernel ended the
-           connection (unmounted from outside, aborted) or a handler raised
-           KeyboardInterrupt/SystemExit
+ENDED      the connection ended without close(): unmounted from outside,
+           aborted, or a handler raised KeyboardInterrupt/SystemExit (the
+           readers saw it and return)
 STOPPING   close() (or a failed startup) tears the session down
 DESTROYED  the destroy handler ran and /dev/fuse is closed (final)
 
@@ -82,14 +82,11 @@ class ServedEvent(threading.Event):
 class Lifecycle:
     """Holds a session's SessionState, the record of how it got there, and
     the ``served`` event derived from it.  Threads of the startup, of
-    serving and of close() all report here.  ``ended()`` tells whether the
-    kernel ended the connection (or the session was told to exit): then
-    readers that stop leave the session ENDED, else MOUNTED."""
+    serving and of close() all report here."""
 
-    def __init__(self, ended=lambda: True):
+    def __init__(self):
         self._lock = threading.Lock()
         self._state = S.NEW
-        self._ended = ended
         self.history = [S.NEW]
         self.served = ServedEvent(self)
         threading.Event.set(self.served)
@@ -129,14 +126,22 @@ class Lifecycle:
         with self._lock:
             self._to(S.SERVING)
 
-    def readers_stopped(self) -> None:
-        """The readers returned: ENDED when the connection ended (unmounted,
-        aborted, a fatal handler exception), MOUNTED when an outside driver
-        was asked to stop and the mount lives on.  While STOPPING (close()
-        waits for exactly this) only ``served`` is set."""
+    def connection_ended(self) -> None:
+        """A reader saw the end: the kernel ended the connection (unmounted,
+        aborted) or a fatal handler exception made the session exit.
+        SERVING -> ENDED; in any other state nothing changes (while
+        STOPPING, close() caused it)."""
         with self._lock:
             if self._state is S.SERVING:
-                self._to(S.ENDED if self._ended() else S.MOUNTED)
+                self._to(S.ENDED)
+
+    def readers_stopped(self, ended: bool = False) -> None:
+        """The readers returned: ``ended`` as connection_ended() said, or
+        (an outside driver asked to stop, the mount lives on) SERVING ->
+        MOUNTED.  ``served`` is set in every state: close() waits for it."""
+        with self._lock:
+            if self._state is S.SERVING:
+                self._to(S.ENDED if ended else S.MOUNTED)
             threading.Event.set(self.served)
 
     def __repr__(self):

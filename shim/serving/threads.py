@@ -32,7 +32,7 @@ class ThreadServing(Serving):
         with self._count_lock:
             idle = self._running == 0
         if idle:  # the kernel ended the connection right after INIT: nobody will report
-            self.session.lifecycle.readers_stopped()
+            self.session.lifecycle.readers_stopped(ended=True)
 
     def _spawn(self, count, until_init):
         with self._count_lock:
@@ -46,5 +46,7 @@ class ThreadServing(Serving):
             with self._count_lock:
                 self._running -= 1
                 last = self._running == 0
-            if last:  # the kernel ended the connection, or close() stopped them
-                self.session.lifecycle.readers_stopped()
+            # workers return only when the connection ended, the session
+            # exited (a fatal handler exception) or close() stopped them
+            if last:
+                self.session.lifecycle.readers_stopped(ended=True)
