@@ -23,6 +23,7 @@ from startup_helpers import (
     fuseshim_threads,
     mounted_at,
 )
+from test_failures import _exiting_hello  # lookup("stop") raises
 
 S = SessionState
 UP = [S.NEW, S.MOUNTED, S.SERVING]
@@ -86,25 +87,10 @@ def test_unmounted_from_outside_the_readers_end(mnt, serve):
     assert history(m) == UP + [S.ENDED] + DOWN
 
 
-class StopsServing(HelloFS):
-    """lookup("stop") raises SystemExit: fuseshim stops serving."""
-
-    def lookup(self, parent_inode, name, ctx=None):
-        if name == b'stop':
-            raise SystemExit('from a handler')
-        return super().lookup(parent_inode, name, ctx)
-
-
-class AsyncStopsServing(StopsServing):
-    async def lookup(self, parent_inode, name, ctx=None):
-        return StopsServing.lookup(self, parent_inode, name, ctx)
-
-
 @pytest.mark.expected_errors   # fuseshim logs the handler's SystemExit
 @pytest.mark.parametrize('serve', ['threads', 'loop'])
 def test_a_fatal_handler_exception_ends_serving(mnt, serve):
-    fs = AsyncStopsServing() if serve == 'loop' else StopsServing()
-    m = fuseshim.mount(fs, mnt, serve=serve)
+    m = fuseshim.mount(_exiting_hello(SystemExit, serve == 'loop'), mnt, serve=serve)
     try:
         with pytest.raises(OSError):
             os.stat(os.path.join(mnt, 'stop'))
