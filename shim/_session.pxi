@@ -181,7 +181,7 @@ cdef class Session:
     # escape main() the same way) instead of it being answered EIO and lost
     cdef readonly object fatal
     # runs an ``async def init``'s coroutine when the INIT thread must not
-    # wait for the loop (mount() called on the loop's own thread: mount.py)
+    # wait for the loop (mount() called on the loop's own thread: lifecycle/event_loop.py)
     cdef public object init_runner
 
     def __cinit__(self, ops, implemented, argv):
