@@ -132,7 +132,12 @@ class Session:
     ops: Any
     loop: Any
     init_runner: Callable[[Any], Any] | None
-    served: threading.Event
+    @property
+    def served(self) -> threading.Event: ...
+    @property
+    def lifecycle(self) -> Any: ...
+    @property
+    def state(self) -> Any: ...
     init_event: Any
     init_error: BaseException | None
     conn_info: dict[str, int] | None

@@ -36,6 +36,8 @@ import time
 import warnings
 from types import CoroutineType
 
+from .lifecycle.state import Lifecycle, SessionState
+
 log = logging.getLogger('fuseshim')
 
 cdef extern from "shim_compat.h" nogil:

@@ -1,6 +1,9 @@
 # Session: one libfuse session, its worker loop, init/destroy, async replies.
 # The startup orchestration (which path, mount(2), timeouts) lives in
-# mount.py; this file only offers the primitives it needs.
+# lifecycle/, the serving modes in serving/; this file only offers the
+# primitives they need.  The session's state (lifecycle/state.py) is held
+# here, so that every party -- Mount, the serving modes, an outside driver --
+# changes it through the same Lifecycle.
 
 cdef struct InitErrorReply:
     # struct fuse_out_header
@@ -171,13 +174,14 @@ cdef class Session:
     cdef int64_t handler_since_ns # when the reader last left read() with a request
     cdef list collected
     cdef fuse_buf pump_buf        # receive buffer of the single non-blocking reader
-    cdef public object served     # set once the non-blocking reader saw the end
+    # the one SessionState and its transitions (lifecycle/state.py)
+    cdef readonly object lifecycle
     # a KeyboardInterrupt or SystemExit a handler raised: it ends the
     # filesystem, and Mount.wait()/close() raise it again (pyfuse3 lets them
     # escape main() the same way) instead of it being answered EIO and lost
     cdef readonly object fatal
     # runs an ``async def init``'s coroutine when the INIT thread must not
-    # wait for the loop (mount() called on the loop's own thread: mount.py)
+    # wait for the loop (mount() called on the loop's own thread: lifecycle/event_loop.py)
     cdef public object init_runner
 
     def __cinit__(self, ops, implemented, argv):
@@ -203,7 +207,7 @@ cdef class Session:
         self.lock = PyThread_allocate_lock()
         if self.lock is NULL:
             raise MemoryError()
-        self.served = threading.Event()
+        self.lifecycle = Lifecycle()
         self.collected = []
         _fill_ops(&self.llops, implemented)
         try:
@@ -254,6 +258,18 @@ cdef class Session:
     def backing_handles(self):
         """How many handles hold a passthrough backing id (FileInfo.backing_fd)."""
         return len(self.backing_ids)
+
+    @property
+    def state(self):
+        """The SessionState (new, mounted, serving, ended, stopping, destroyed)."""
+        return self.lifecycle.state
+
+    @property
+    def served(self):
+        """Set while no event-loop reader (add_reader, or an outside driver)
+        runs: close() waits for it.  An outside driver clear()s it when it
+        starts reading and set()s it when it stops: both change the state."""
+        return self.lifecycle.served
 
     @property
     def uses_async(self):
@@ -379,6 +395,7 @@ cdef class Session:
     def _on_readable(self):
         # A bounded batch, so other callbacks of the loop keep their turn.
         if self._pump(64) < 0:
+            self.lifecycle.connection_ended()
             self.detach_loop()
 
     def detach_loop(self):
@@ -392,9 +409,12 @@ cdef class Session:
         the queued requests, without blocking.  -> the _Pending requests whose
         coroutine (.coro) the driver must await and then finish(), or None
         once the filesystem is gone.  The driver waits for self.fd to be
-        readable between calls, and sets served when it stops."""
+        readable between calls; it clears served when it starts reading
+        and sets it when it stops (lifecycle/state.py: both are state
+        changes)."""
         cdef list out
         if self._pump(limit) < 0:
+            self.lifecycle.connection_ended()
             out = self.collected
             self.collected = []
             for p in out:
@@ -414,6 +434,7 @@ cdef class Session:
         answered) and closes the /dev/fuse fd."""
         if self.se is NULL or self.destroyed:
             return
+        self.lifecycle.begin_stopping()   # a no-op when close() began it
         _lock(self)
         self.destroyed = True
         PyThread_release_lock(self.lock)
@@ -423,6 +444,7 @@ cdef class Session:
             fuse_session_destroy(self.se)
         self.se = NULL
         shim_readfd_drop_session(<void*>self)   # handles never released
+        self.lifecycle.to(SessionState.DESTROYED)
 
     # -------------------------------------------------------------- init
 

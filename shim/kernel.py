@@ -162,3 +162,14 @@ def abort_connection(minor: int) -> bool:
         return True
     except (FileNotFoundError, ProcessLookupError, OSError):
         return False
+
+
+def our_connection(fd: int, mountpoint: str) -> int | None:
+    """The connection we just mounted: the one our fd serves (fdinfo, Linux
+    >= 6.18), else the FUSE mount at our mountpoint (classic path on older
+    kernels; mountinfo shows only our namespace)."""
+    minor = fd_connection(fd)
+    if minor is not None:
+        return minor
+    entry = mountinfo_entry(mountpoint)
+    return entry[0] if entry is not None and entry[1].startswith('fuse') else None
