@@ -3,6 +3,7 @@ import threading
 from typing import Any, Callable, Final, Iterable, Sequence
 
 OP_NAMES: tuple[str, ...]
+OP_REPLIES: tuple[str, ...]
 SYNC_INIT_IOCTL: Final[int]
 
 class FUSEError(Exception):

@@ -1,6 +1,10 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """fuseshim._core: the compiled binding (one extension, several parts).
 
+includes/*.pxd the C declarations: libfuse, fuseshim's own C (shim_*.h and
+               the C thread-locals), libc/POSIX bits
+_optable.pxi   generated at build time from operations_table.py: the Op
+               enum, OP_NAMES, _fill_ops() (gen_optable.py)
 _types.pxi     data types handed to handlers (EntryAttributes, FileInfo, ...)
 _dispatch.pxi  libfuse callbacks -> Python handlers -> replies
 _session.pxi   the libfuse session, worker loop, init/destroy, notifications
@@ -14,13 +18,16 @@ from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThr
                                PyThread_acquire_lock, PyThread_release_lock, NOWAIT_LOCK, WAIT_LOCK)
 from libc.errno cimport EINTR, EAGAIN
 from libc.stdint cimport uint32_t, int32_t, uint64_t, int64_t
-from libc.stdlib cimport malloc, calloc, free
-from libc.string cimport memset
+from libc.stdlib cimport malloc, calloc, realloc, free
+from libc.string cimport memset, memcpy, memchr, strlen
 from posix.types cimport off_t, mode_t, dev_t, uid_t, gid_t, pid_t
 from posix.stat cimport struct_stat
 from posix.time cimport timespec, clock_gettime, CLOCK_REALTIME, CLOCK_MONOTONIC
-from posix.unistd cimport write, usleep
-from .libfuse cimport *
+from posix.unistd cimport write, usleep, pread
+from posix.fcntl cimport fcntl, F_GETFL, O_ACCMODE, O_WRONLY
+from .includes.libfuse cimport *
+from .includes.shim cimport *
+from .includes.system cimport *
 
 import asyncio
 import collections.abc
@@ -40,69 +47,7 @@ from .lifecycle.state import Lifecycle, SessionState
 
 log = logging.getLogger('fuseshim')
 
-cdef extern from "shim_compat.h" nogil:
-    int FUSE_DEV_IOC_SYNC_INIT
-    int SHIM_FUSE_INIT_OPCODE
-    const int shim_have_passthrough
-    int shim_passthrough_open(fuse_req_t req, int fd)
-    int shim_passthrough_close(fuse_req_t req, int backing_id)
-    int shim_backing_close(int devfd, int backing_id)
-    void shim_fi_set_backing_id(fuse_file_info *fi, int id)
-    int shim_want_passthrough(fuse_conn_info *conn)
-    int shim_conn_want(fuse_conn_info *conn, unsigned flag, int on)
-    unsigned shim_buf_opcode(const fuse_buf *buf)
-    uint64_t shim_buf_unique(const fuse_buf *buf)
-    void shim_note_request(const fuse_buf *buf)
-    int shim_request_kill_suidgid()
-    int shim_want_killpriv_v2(fuse_session *se, fuse_conn_info *conn)
-    ctypedef void (*shim_log_sink_t)(int level, const char *msg)
-    void shim_install_log_sink(shim_log_sink_t sink)
-    int shim_install_wake_signal(int sig)
-    int shim_wake_signal_number()
-    int shim_claim_reader(int *reading)
-    void shim_release_reader(int *reading)
-
-cdef extern from "shim_readfd.h" nogil:
-    int shim_readfd_get(const void *session, uint64_t fh)
-    int shim_readfd_put(const void *session, uint64_t fh, int fd)
-    void shim_readfd_del(const void *session, uint64_t fh)
-    void shim_readfd_drop_session(const void *session)
-    size_t shim_readfd_count()
-
-cdef extern from "shim_pathfd.h" nogil:
-    bint shim_pathfd_none()
-    int shim_pathfd_get(const void *session, uint64_t ino, double *timeout)
-    int shim_pathfd_hold(const void *session, uint64_t ino, int fd, double timeout)
-    void shim_pathfd_forget(const void *session, uint64_t ino, uint64_t nlookup)
-    void shim_pathfd_drop_session(const void *session)
-    size_t shim_pathfd_count(const void *session)
-    uint64_t shim_pathfd_lookups(const void *session, uint64_t ino)
-
-cdef extern from "fuseshim_config.h":
-    const char *FUSESHIM_LIBFUSE_BUILD_VERSION
-    int HAVE_FUSE_PASSTHROUGH_OPEN
-    int HAVE_FUSE_REPLY_STATX
-    int HAVE_FUSE_SET_FEATURE_FLAG
-    int HAVE_CONN_WANT_EXT
-    int HAVE_FUSE_CAP_HANDLE_KILLPRIV_V2
-    int HAVE_FUSE_SESSION_CUSTOM_IO
-
-cdef extern from "<sys/mount.h>" nogil:
-    int c_mount "mount"(const char *source, const char *target, const char *fstype,
-                        unsigned long flags, const void *data)
-    int c_umount2 "umount2"(const char *target, int flags)
-
-cdef extern from "<errno.h>" nogil:
-    int c_errno "errno"
-
-cdef extern from "<sys/stat.h>" nogil:
-    int c_lstat "lstat"(const char *path, struct_stat *buf)
-    int c_fstatat "fstatat"(int dirfd, const char *path, struct_stat *buf, int flags)
-
-cdef extern from "<fcntl.h>" nogil:
-    int AT_EMPTY_PATH
-    int AT_SYMLINK_NOFOLLOW
-
+include "_optable.pxi"
 include "_types.pxi"
 include "_dispatch.pxi"
 include "_session.pxi"
@@ -204,12 +149,6 @@ def wake_signal():
 def libfuse_version():
     """Version of the libfuse3 this process runs with, e.g. '3.14.0'."""
     return fuse_pkgversion().decode()
-
-
-cdef extern from "<dlfcn.h>" nogil:
-    ctypedef struct Dl_info:
-        const char *dli_fname
-    int dladdr(const void *addr, Dl_info *info)
 
 
 def libfuse_path():

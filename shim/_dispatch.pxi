@@ -6,21 +6,8 @@
 # itself reads requests, else handed to the loop), replying when it finishes
 # (libfuse allows replies from any thread).
 
-cdef enum Op:
-    OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKNOD, OP_MKDIR,
-    OP_UNLINK, OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE,
-    OP_FLUSH, OP_RELEASE, OP_FSYNC, OP_OPENDIR, OP_READDIR, OP_RELEASEDIR, OP_FSYNCDIR,
-    OP_STATFS, OP_SETXATTR, OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR, OP_ACCESS,
-    OP_CREATE, OP_GETLK, OP_SETLK, OP_BMAP, OP_IOCTL, OP_POLL, OP_RETRIEVE_REPLY,
-    OP_FLOCK, OP_FALLOCATE, OP_COPY_FILE_RANGE, OP_LSEEK, OP_COUNT
-
-# Operations method name per Op, in enum order.
-OP_NAMES = ('lookup', 'forget', 'getattr', 'setattr', 'readlink', 'mknod', 'mkdir',
-            'unlink', 'rmdir', 'symlink', 'rename', 'link', 'open', 'read', 'write',
-            'flush', 'release', 'fsync', 'opendir', 'readdir', 'releasedir', 'fsyncdir',
-            'statfs', 'setxattr', 'getxattr', 'listxattr', 'removexattr', 'access',
-            'create', 'getlk', 'setlk', 'bmap', 'ioctl', 'poll', 'retrieve_reply',
-            'flock', 'fallocate', 'copy_file_range', 'lseek')
+# The Op enum, OP_NAMES, OP_REPLIES, _replies_none() and _fill_ops() are
+# generated from operations_table.py (_optable.pxi).
 
 cdef struct ReqState:
     # Per-request data the reply needs (copied for coroutine handlers,
@@ -33,40 +20,25 @@ cdef inline Session _session(fuse_req_t req):
     return <Session>fuse_req_userdata(req)
 
 
-# The request a plain handler is running for, per thread (C thread-locals:
-# set and restored around every handler call for the cost of four stores).
-# current_request_ids() and current_operations() read them, e.g. for the
-# fusepy layer's fuse_get_context() in any handler, as libfuse offers it.
-cdef extern from *:
-    """
-    static __thread void *shim_current_req = NULL;
-    static __thread void *shim_current_session = NULL;
-    """
-    void *shim_current_req
-    void *shim_current_session
+# The request a plain handler is running for, per thread, is kept in the C
+# thread-locals shim_current_req / shim_current_session (includes/shim.pxd).
 
 
 # ---------------------------------------------------------------- test-only fault injection
 # Tests prove that every request is answered whatever fails by making chosen
 # operations fail on purpose (_test_only_inject_faults).  Bit masks of
-# (1 << Op), zero unless a test arms them: then each request pays one
-# predictable branch on a global, nothing else.
-cdef extern from *:
-    """
-    static unsigned long long shim_test_fault_args = 0;
-    static unsigned long long shim_test_fault_reply = 0;
-    static unsigned long long shim_test_fault_copy = 0;
-    """
-    unsigned long long shim_test_fault_args
-    unsigned long long shim_test_fault_reply
-    unsigned long long shim_test_fault_copy
+# (1 << Op) in C globals (shim_test_fault_*, includes/shim.pxd), zero unless
+# a test arms them: then each request pays one predictable branch on a
+# global, nothing else.
 
 cdef enum FaultKind:
     FAULT_ARGS, FAULT_REPLY, FAULT_COPY
 
 _FAULT_KINDS = ('args', 'reply', 'buf_copy')
 # where each kind can be injected (others would never fire)
-_FAULT_OPS = (OP_NAMES, ('open', 'opendir', 'create'), ('write', 'retrieve_reply'))
+_FAULT_OPS = (OP_NAMES,
+              tuple(n for n, r in zip(OP_NAMES, OP_REPLIES) if r in ('open', 'create')),
+              ('write', 'retrieve_reply'))
 cdef dict _faults_fired = {}
 
 
@@ -274,7 +246,7 @@ cdef int _reply(Session s, fuse_req_t req, int op, object res, ReqState *st,
         rc = fuse_reply_poll(req, res)
     elif op == OP_LSEEK:
         rc = fuse_reply_lseek(req, res)
-    elif op == OP_FORGET or op == OP_RETRIEVE_REPLY:
+    elif _replies_none(op):
         fuse_reply_none(req)
     else:  # operations whose success carries no data
         rc = fuse_reply_err(req, 0)
@@ -396,9 +368,6 @@ cdef void _unregister_handle(Session s, uint64_t fh, int read_fd, int backing_id
         s._release_backing(fh, backing_id)
 
 
-from posix.fcntl cimport fcntl, F_GETFL, O_ACCMODE, O_WRONLY
-from posix.unistd cimport pread
-
 cdef int _reply_fd_range(Session s, fuse_req_t req, FdRange r, size_t asked) except? -1:
     """Answer a read with a file range.  With splice_write granted:
     fuse_reply_data() on an fd buffer (libfuse splices file -> pipe ->
@@ -472,14 +441,9 @@ def _read_fd_handles():
 cdef void ll_init(void *userdata, fuse_conn_info *conn) noexcept with gil:
     (<Session>userdata)._on_init(conn)
 
-# The session Session.__dealloc__ is freeing on this thread: libfuse's
-# destroy callback must then not touch it (nor run user code).
-cdef extern from *:
-    """
-    static __thread void *shim_finalizing_session = NULL;
-    """
-    void *shim_finalizing_session
-
+# shim_finalizing_session (includes/shim.pxd): the session
+# Session.__dealloc__ is freeing on this thread; then this callback must not
+# touch it (nor run user code).
 cdef void ll_destroy(void *userdata) noexcept with gil:
     if userdata == shim_finalizing_session:
         return
@@ -1068,56 +1032,10 @@ cdef void ll_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_f
         _call(_session(req), req, OP_LSEEK, args, NULL, None)
 
 
-cdef void _fill_ops(fuse_lowlevel_ops *ops, object implemented) noexcept:
-    """Point libfuse at our callback for each operation the filesystem
-    implements; the rest stay NULL so libfuse answers ENOSYS and the kernel
-    stops asking."""
-    memset(ops, 0, sizeof(fuse_lowlevel_ops))
-    ops.init = ll_init
-    ops.destroy = ll_destroy
-    if 'lookup' in implemented: ops.lookup = ll_lookup
-    if 'forget' in implemented:
-        ops.forget = ll_forget
-        ops.forget_multi = ll_forget_multi
-    if 'getattr' in implemented: ops.getattr = ll_getattr
-    if 'setattr' in implemented: ops.setattr = ll_setattr
-    if 'readlink' in implemented: ops.readlink = ll_readlink
-    if 'mknod' in implemented: ops.mknod = ll_mknod
-    if 'mkdir' in implemented: ops.mkdir = ll_mkdir
-    if 'unlink' in implemented: ops.unlink = ll_unlink
-    if 'rmdir' in implemented: ops.rmdir = ll_rmdir
-    if 'symlink' in implemented: ops.symlink = ll_symlink
-    if 'rename' in implemented: ops.rename = ll_rename
-    if 'link' in implemented: ops.link = ll_link
-    if 'open' in implemented: ops.open = ll_open
-    if 'read' in implemented: ops.read = ll_read
-    if 'write' in implemented:
-        ops.write = ll_write
-        ops.write_buf = ll_write_buf
-    if 'flush' in implemented: ops.flush = ll_flush
-    if 'release' in implemented: ops.release = ll_release
-    if 'fsync' in implemented: ops.fsync = ll_fsync
-    if 'opendir' in implemented: ops.opendir = ll_opendir
-    if 'readdir' in implemented:
-        ops.readdir = ll_readdir
-        if 'readdirplus' in implemented:
-            ops.readdirplus = ll_readdirplus
-    if 'releasedir' in implemented: ops.releasedir = ll_releasedir
-    if 'fsyncdir' in implemented: ops.fsyncdir = ll_fsyncdir
-    if 'statfs' in implemented: ops.statfs = ll_statfs
-    if 'setxattr' in implemented: ops.setxattr = ll_setxattr
-    if 'getxattr' in implemented: ops.getxattr = ll_getxattr
-    if 'listxattr' in implemented: ops.listxattr = ll_listxattr
-    if 'removexattr' in implemented: ops.removexattr = ll_removexattr
-    if 'access' in implemented: ops.access = ll_access
-    if 'create' in implemented: ops.create = ll_create
-    if 'getlk' in implemented: ops.getlk = ll_getlk
-    if 'setlk' in implemented: ops.setlk = ll_setlk
-    if 'flock' in implemented: ops.flock = ll_flock
-    if 'bmap' in implemented: ops.bmap = ll_bmap
-    if 'ioctl' in implemented: ops.ioctl = ll_ioctl
-    if 'poll' in implemented: ops.poll = ll_poll
-    if 'retrieve_reply' in implemented: ops.retrieve_reply = ll_retrieve_reply
-    if 'fallocate' in implemented: ops.fallocate = ll_fallocate
-    if 'copy_file_range' in implemented: ops.copy_file_range = ll_copy_file_range
-    if 'lseek' in implemented: ops.lseek = ll_lseek
+def _test_only_filled_ops(implemented):
+    """TEST ONLY: the bytes of the fuse_lowlevel_ops _fill_ops() makes for
+    the operation names ``implemented`` (which members are set is checked
+    against the libfuse header and operations_table.py)."""
+    cdef fuse_lowlevel_ops ops
+    _fill_ops(&ops, implemented)
+    return PyBytes_FromStringAndSize(<const char*>&ops, sizeof(ops))

@@ -601,7 +601,7 @@ cdef class Session:
                       'called); answering EIO', OP_NAMES[op], exc_info=exc)
         else:
             log.error('fuseshim: %s handler raised; answering EIO', OP_NAMES[op], exc_info=exc)
-        if op == OP_FORGET or op == OP_RETRIEVE_REPLY:
+        if _replies_none(op):
             fuse_reply_none(req)
         else:
             fuse_reply_err(req, err)

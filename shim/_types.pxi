@@ -483,27 +483,6 @@ def readdir_reply(ReaddirToken token not None, name, EntryAttributes attr not No
 
 # ---------------------------------------------------------------- DirListing
 
-from libc.stdlib cimport realloc
-from libc.string cimport memcpy, memchr, strlen
-
-cdef extern from "<dirent.h>" nogil:
-    ctypedef struct DIR
-    struct dirent:
-        uint64_t d_ino
-        unsigned char d_type
-        char d_name[256]
-    DIR *opendir(const char *name)
-    dirent *readdir(DIR *d)
-    int closedir(DIR *d)
-    int dirfd(DIR *d)
-    unsigned char DT_UNKNOWN
-
-cdef extern from "<fcntl.h>" nogil:
-    int AT_SYMLINK_NOFOLLOW
-    int fstatat(int dirfd, const char *path, struct_stat *buf, int flags)
-cdef extern from "Python.h":
-    bytes PyUnicode_EncodeFSDefault(object)
-
 cdef struct _DirEnt:
     uint64_t ino
     size_t name_off     # into DirListing.names (NUL-terminated)
@@ -624,7 +603,7 @@ cdef class DirListing:
                     if de.d_name[0] == b'.' and (nl == 1 or (nl == 2 and de.d_name[1] == b'.')):
                         continue
                     if de.d_type == DT_UNKNOWN:
-                        if fstatat(dirfd(d), de.d_name, &st, AT_SYMLINK_NOFOLLOW) != 0:
+                        if c_fstatat(dirfd(d), de.d_name, &st, AT_SYMLINK_NOFOLLOW) != 0:
                             continue
                         mode = st.st_mode
                     else:

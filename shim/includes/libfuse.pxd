@@ -1,37 +1,13 @@
 # Hand-written declarations of the parts of libfuse3's low-level API that
 # fuseshim uses (fuse_common.h, fuse_lowlevel.h).  Only what exists in
 # libfuse 3.10 is declared here; newer APIs are reached through the guarded
-# wrappers in shim_compat.h, so this file compiles against 3.10 ... 3.18.
+# wrappers in shim_compat.h (includes/shim.pxd), so this file compiles
+# against 3.10 ... 3.18.  Which fuse_lowlevel_ops members fuseshim fills is
+# said by operations_table.py (a test checks the table against the header).
 from libc.stdint cimport uint32_t, uint64_t, int64_t
 from posix.types cimport off_t, mode_t, dev_t, uid_t, gid_t, pid_t
 from posix.stat cimport struct_stat
-
-cdef extern from "<sys/statvfs.h>" nogil:
-    struct statvfs:
-        unsigned long f_bsize
-        unsigned long f_frsize
-        unsigned long f_blocks
-        unsigned long f_bfree
-        unsigned long f_bavail
-        unsigned long f_files
-        unsigned long f_ffree
-        unsigned long f_favail
-        unsigned long f_fsid
-        unsigned long f_flag
-        unsigned long f_namemax
-
-cdef extern from "<fcntl.h>" nogil:
-    struct flock:
-        short l_type
-        short l_whence
-        off_t l_start
-        off_t l_len
-        pid_t l_pid
-
-cdef extern from "<sys/uio.h>" nogil:
-    struct iovec:
-        void *iov_base
-        size_t iov_len
+from .system cimport statvfs, flock, iovec
 
 cdef extern from "fuse_lowlevel.h" nogil:
     ctypedef uint64_t fuse_ino_t

@@ -1,0 +1,1 @@
+# Makes includes/ a package for Cython's relative cimports (nothing is installed).
