@@ -1,4 +1,5 @@
-"""The Operations base class: one method per low-level FUSE request.
+"""The Operations base class: one method per low-level FUSE request (per row
+of operations_table.py; compat_tests/test_operations_table.py checks it).
 
 Override what your filesystem supports; every method may be a plain function
 (run on a worker thread) or an ``async def`` coroutine (run on the event
