@@ -1,7 +1,8 @@
 # Declarations of fuseshim's own C: the version-guarded libfuse wrappers
 # (shim_compat.h), the Python-free fd tables (shim_readfd.h, shim_pathfd.h),
 # the meson probe results (fuseshim_config.h), and the C thread-locals and
-# globals the callbacks keep (defined here, in verbatim C).
+# globals the callbacks keep (defined here, in verbatim C: only _core.pyx
+# cimports this file; another module doing so would get copies of its own).
 from libc.stdint cimport uint64_t
 from .libfuse cimport fuse_req_t, fuse_file_info, fuse_conn_info, fuse_buf, fuse_session
 
