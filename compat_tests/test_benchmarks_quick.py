@@ -32,24 +32,29 @@ def _mounts():
 @pytest.fixture(scope='module')
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp('bench')
-    before = _mounts()
+    # the run's work directory (backing tmpfs, mountpoints) goes below a
+    # directory of this test's own, so only its own mounts are counted (a
+    # matrix run beside it mounts benchmark filesystems too)
+    work = tmp_path_factory.mktemp('bench-tmp')
     # --no-build: the C peers take part only if already built into the cache
     p = subprocess.run([sys.executable, '-m', 'benchmarks', '--quick', '--no-build',
                         '--out', str(out)], cwd=REPO, capture_output=True, text=True,
-                       timeout=240)
-    leftover = {m for m in _mounts() - before if 'fuseshim-bench' in m}
-    return p, out, leftover
+                       timeout=240, env=dict(os.environ, TMPDIR=str(work)))
+    leftover = {m for m in _mounts() if m.startswith(str(work) + '/')}
+    return p, out, leftover, work
 
 
 def test_quick_mode_completes(quick_run):
-    p, out, leftover = quick_run
+    p, out, leftover, work = quick_run
     assert p.returncode == 0, f'exit {p.returncode}\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}'
     assert not leftover, f'mounts left behind: {leftover}'
+    # ...and the run worked below that directory (else the check above saw nothing)
+    assert f'workdir {work}/fuseshim-bench-' in p.stdout + p.stderr
     assert (out / 'results.md').read_text().startswith('# fuseshim benchmark results')
 
 
 def test_quick_mode_json(quick_run):
-    _, out, _ = quick_run
+    _, out, _, _ = quick_run
     data = json.loads((out / 'results.json').read_text())
     for key in ('meta', 'implementations', 'samples', 'summary', 'ratios', 'targets',
                 'import_time', 'inproc_mount', 'errors', 'failed'):

@@ -636,8 +636,11 @@ PENDING_AT_CLOSE = textwrap.dedent('''
             return self._a(2)
         async def getattr(self, ino, ctx):
             if ino == 2:
+                entered.set()
                 await asyncio.sleep(1.5)      # finishes after close()
             return self._a(ino)
+
+    entered = threading.Event()
 
     loop = None
     if not own_loop:
@@ -646,7 +649,9 @@ PENDING_AT_CLOSE = textwrap.dedent('''
     m = fuseshim.mount(Slow(), mnt, workers=1, close_timeout=0.3, loop=loop)
     c = subprocess.Popen([sys.executable, '-c', 'import os, sys\\ntry: os.stat(sys.argv[1])\\n'
                           'except OSError: pass', os.path.join(mnt, 'slow')])
-    time.sleep(0.3)
+    # close only once the handler runs (a fixed wait lost the race when the
+    # client interpreter took longer than it to start, on a loaded machine)
+    assert entered.wait(30), 'the client never reached getattr'
     m.close()
     print('closed', flush=True)
     time.sleep(2.5)                            # the coroutine finishes meanwhile
