@@ -20,6 +20,12 @@ import pytest
 import matrix_extra
 
 matrix_extra.require()
+if os.environ.get('FUSESHIM_MATRIX_CELL'):
+    # these runs use the system's libfuse and its known failures; in a matrix
+    # cell (another libfuse) the matrix's clients stage runs each client with
+    # the cell's libfuse and the known failures matrix.yaml lists for it
+    pytest.skip('in a matrix cell the clients stage runs the clients (matrix.yaml clients:)',
+                allow_module_level=True)
 import fuseshim  # noqa: E402
 from fuseshim.matrix import clients, schema  # noqa: E402
 from fuseshim.matrix.sdists import IndexUnreachable  # noqa: E402

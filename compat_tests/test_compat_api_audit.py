@@ -162,11 +162,13 @@ def test_audit_catches_new_and_stale(tmp_path):
 
 def headers_of(lib: str) -> Path:
     """The include/fuse3 directory installed with a libfuse3 library (a
-    prefix's include/ next to its lib/, or /usr/include for the system's)."""
+    prefix's include/ next to its lib/, or /usr/include for the system's;
+    the matrix's libfuse unpacked from Debian binaries keeps usr/include/
+    next to lib/)."""
     for parent in Path(lib).parents:
-        inc = parent / 'include' / 'fuse3'
-        if (inc / 'fuse.h').is_file():
-            return inc
+        for inc in (parent / 'include' / 'fuse3', parent / 'usr' / 'include' / 'fuse3'):
+            if (inc / 'fuse.h').is_file():
+                return inc
     raise AssertionError(f'no libfuse3 headers (include/fuse3/fuse.h) installed with {lib}')
 
 

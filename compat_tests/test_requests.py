@@ -26,6 +26,7 @@ class ProbeFS(fuseshim.Operations):
     def __init__(self):
         self.barrier = threading.Barrier(2, timeout=10)
         self.saw_interrupt = threading.Event()
+        self.slow_entered = threading.Event()
         self.contexts = []
         self.data = b'old contents'
         self.reads = 0
@@ -48,6 +49,7 @@ class ProbeFS(fuseshim.Operations):
         if inode == 2:
             self.barrier.wait()
         elif inode == 3:
+            self.slow_entered.set()
             deadline = time.monotonic() + 20
             while not ctx.interrupted and time.monotonic() < deadline:
                 time.sleep(0.01)
@@ -81,7 +83,9 @@ def test_interrupted_request_is_visible_to_the_handler(mnt):
     ops = ProbeFS()
     with fuseshim.mount(ops, mnt, workers=2):
         client = popen([sys.executable, '-c', f'import os; os.stat({mnt + "/slow"!r})'])
-        time.sleep(0.5)
+        # signal only once the request is in the handler (a fixed 0.5 s lost
+        # to a slow interpreter start on a loaded machine)
+        assert ops.slow_entered.wait(30)
         client.send_signal(signal.SIGTERM)
         assert client.wait(15) != 0
         assert ops.saw_interrupt.wait(15)
