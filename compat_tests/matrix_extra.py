@@ -1,4 +1,5 @@
-"""The test modules of the matrix runner need the ``matrix`` extra.
+"""Test modules that use the matrix runner's code (its own tests, the
+clients, the benchmarks' builds of the C peers) need the ``matrix`` extra.
 
 ``make setup`` installs it (``pip install .[test,matrix]``), so CI never skips
 them; the matrix's packaging stage runs the suite on the bare wheel (plus

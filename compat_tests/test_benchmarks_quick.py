@@ -12,6 +12,11 @@ import sys
 
 import pytest
 
+import matrix_extra
+
+# benchmarks/ builds its C peers with the matrix's private apt (python-debian)
+matrix_extra.require()
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 pytestmark = [

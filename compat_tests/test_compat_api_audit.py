@@ -24,6 +24,7 @@ the layer; the layer must pass what the real one passes.
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import json
 import os
 import re
@@ -129,6 +130,10 @@ def check(peer: str, diffs: dict, rows: list) -> list[str]:
 @pytest.mark.parametrize('peer', sorted(PEERS))
 def test_api_matches_peer(peer):
     real_mod, layer_mod, guide = PEERS[peer]
+    if importlib.util.find_spec(real_mod.split('.')[0]) is None:
+        # the test extra installs the peers (make setup); the matrix's
+        # packaging stage runs the suite on the bare wheel, without them
+        pytest.skip(f'the real {peer} is the reference: pip install fuseshim[test]')
     diffs = differences(describe(real_mod), describe(layer_mod))
     msg = check(peer, diffs, accepted(DOCS / guide))
     assert not msg, f'docs/{guide}:\n' + '\n'.join(msg)
