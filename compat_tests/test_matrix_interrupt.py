@@ -19,6 +19,7 @@ import time
 import pytest
 
 import matrix_extra
+from child_signals import ignoring
 
 matrix_extra.require()
 import fuseshim  # noqa: E402
@@ -85,11 +86,14 @@ def test_interrupted_run_stops_its_children_and_unmounts(tmp_path_factory, how):
     matrix = root / 'matrix.yaml'
     matrix.write_text(textwrap.dedent(SMALL.format(version=fuseshim.libfuse_version())))
     report = root / 'report'
+    # started as CI starts it (`make test` as a background job: SIGINT, SIGQUIT
+    # and SIGHUP ignored): the runner must set up the dispositions it relies on
     runner = subprocess.Popen(
         [sys.executable, '-m', 'fuseshim.matrix', '--matrix', str(matrix), '--preset', 'small',
          '--cells', '*/host/classic', '--tests', str(suite), '--quiet', '--source', REPO,
          '--cache', str(shared_cache(tmp_path_factory)), '--report-dir', str(report)],
-        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=ignoring(signal.SIGINT, signal.SIGQUIT, signal.SIGHUP))
     try:
         deadline = time.monotonic() + 600        # the cell build, if the cache is cold
         while not (marks / 'mounted').exists():

@@ -23,14 +23,21 @@ EXIT_INTERRUPTED = 128 + signal.SIGINT
 def terminate_as_interrupt():
     """SIGTERM (a CI job cancelled, `timeout`, `kill`) stops the run as
     Ctrl-C does, children interrupted and mounts removed, instead of killing
-    the runner and orphaning its children, which run in their own sessions."""
+    the runner and orphaning its children, which run in their own sessions.
+
+    SIGINT too, even if the runner inherited it ignored (a background job of
+    a non-interactive shell, as in CI): its children would inherit that as
+    well, and stop_children()'s SIGINT, which lets a test suite unmount,
+    would then do nothing.  Terminal signals never reach the children (own
+    sessions), so this changes nothing else for them."""
     def interrupt(signum, frame):
         raise KeyboardInterrupt
-    old = signal.signal(signal.SIGTERM, interrupt)
+    old = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def parser() -> argparse.ArgumentParser:
