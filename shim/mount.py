@@ -244,6 +244,7 @@ class Mount:
             raise
         log.info('fuseshim: mounted %s via %s startup (%s)', self.mountpoint, path, reason)
 
+
 def _check_mountpoint(mountpoint) -> str:
     path = os.path.abspath(os.fsdecode(mountpoint))
     try:
