@@ -206,7 +206,7 @@ def test_docs_handler_table_names_every_operation():
 # ---------------------------------------------------------------- the generator
 
 def _generator():
-    spec = importlib.util.spec_from_file_location('gen_optable', REPO / 'shim' / 'gen_optable.py')
+    spec = importlib.util.spec_from_file_location('gen_optable', REPO / 'scripts' / 'gen_optable.py')
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
     return gen
