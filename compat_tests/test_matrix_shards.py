@@ -233,3 +233,22 @@ def test_compare_names_each_difference(small_matrix, tmp_path):
     assert '4 differences' in r.stdout and "['failure']" in r.stdout
     r = matrix_cli('compare', str(root / 'single'), str(tmp_path / 'nothing'), cwd=root)
     assert r.returncode == 2 and 'not a readable matrix report' in r.stderr
+
+
+def test_merge_skips_fifos_in_shard_reports(small_matrix, tmp_path):
+    """Test suites leave FIFOs and sockets in their scratch directories inside
+    a report; merging must copy the rest (CI's merge crashed on one)."""
+    root, _ = small_matrix
+    shards = []
+    for k in (1, 2, 3):
+        shutil.copytree(root / f's{k}', tmp_path / f's{k}', symlinks=True)
+        shards.append(str(tmp_path / f's{k}'))
+    os.makedirs(tmp_path / 's1' / 'scratch')
+    os.mkfifo(tmp_path / 's1' / 'scratch' / 'fifo')
+    (tmp_path / 's1' / 'scratch' / 'kept.log').write_text('kept')
+    r = matrix_cli('merge', *shards, '--matrix', str(root / 'matrix.yaml'),
+                   '--report-dir', str(tmp_path / 'merged'), cwd=root)
+    assert r.returncode == 0, r.stdout + r.stderr
+    copied = tmp_path / 'merged' / 'shards' / '1-of-3' / 'scratch'
+    assert (copied / 'kept.log').read_text() == 'kept'
+    assert not (copied / 'fifo').exists()

@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import shutil
+import stat
 import sys
 
 from . import clients, model, report, schema
@@ -71,6 +72,18 @@ def _consistent(shards: list[tuple[str, dict]], matrix_path: str) -> dict:
     return first['meta']
 
 
+def _special_files(directory: str, names: list[str]) -> set[str]:
+    """copytree's ignore: the test suites' scratch directories inside a
+    report can hold FIFOs and sockets, which cannot be copied (CI's merge
+    of the ci preset's shards failed on a FIFO); a report needs its logs."""
+    out = set()
+    for n in names:
+        mode = os.lstat(os.path.join(directory, n)).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+            out.add(n)
+    return out
+
+
 def _rebase(value, shard_dir: str, prefix: str):
     """``value`` with every path into the shard's report directory (a
     relative path that exists there: logs, junit files, consoles) moved
@@ -109,7 +122,7 @@ def merge(dirs: list[str], out_dir: str, matrix_path: str) -> tuple[list, Merged
         dest = os.path.join(out_dir, prefix)
         if os.path.realpath(d) != os.path.realpath(dest):
             shutil.rmtree(dest, ignore_errors=True)
-            shutil.copytree(d, dest, symlinks=True)
+            shutil.copytree(d, dest, symlinks=True, ignore=_special_files)
         for row in data.get('cells', []):
             if row['id'] not in by_id or row['id'] not in meta['selection']:
                 raise MergeError(f'{d} reports cell {row["id"]}, which is not in the selection')
