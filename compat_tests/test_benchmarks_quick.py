@@ -115,3 +115,27 @@ def test_worker_target_allows_only_the_aa_spread(two, again, status, noted):
     row = next(r for r in report.targets(data) if r['id'] == 'workers-stat')
     assert row['status'] == status
     assert ('A/A' in row.get('note', '')) == noted
+
+
+@pytest.mark.parametrize('layer, c, status, note', [
+    (250, 320, 'not met', 'C passthrough_ll itself: 3.20x pinned'),   # above what C reaches
+    (310, 320, 'met', None),                                          # met: nothing to add
+    (250, None, 'not met', None),                                     # no C row: no note
+])
+def test_missed_peer_ratio_names_what_c_reaches(layer, c, status, note):
+    """A target against a peer that is missed says what the C reference
+    itself reaches against that peer in the same run (the host's ceiling
+    for a layer doing C's work plus its own); met rows get no note."""
+    sys.path.insert(0, REPO)
+    from benchmarks import report
+    by_impl = {'pyfuse3': {'stat_ops': {'median': 100}},
+               'fuseshim-compat-pyfuse3': {'stat_ops': {'median': layer}}}
+    if c is not None:
+        by_impl['c-passthrough_ll'] = {'stat_ops': {'median': c}}
+    data = {'summary': {'pinned': by_impl}, 'meta': {'config': {}}, 'implementations': {}}
+    row = next(r for r in report.targets(data) if r['id'] == 'compat-pyfuse3')
+    assert row['status'] == status
+    assert row.get('note') == note
+    # a target whose reference is C itself never gets the note
+    row = next(r for r in report.targets(data) if r['id'] == 'stat-vs-ll-plain')
+    assert 'note' not in row
