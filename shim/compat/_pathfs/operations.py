@@ -597,10 +597,14 @@ class PathOperations(_CoreOperations):
 
     def fsync(self, fh, datasync):
         h = self._file(fh)
+        self._sync('fsync', h.ino, datasync, self._user_fh(h))
 
+    def _sync(self, name, ino, datasync, user_fh):
+        """fsync / fsyncdir: the filesystem's method of that name with the
+        path (or None: nullpath_ok), fusepy's int datasync and its handle."""
         def do():
-            self._need('fsync')
-            self._status('fsync', self._path_nullok(h.ino), int(datasync), self._user_fh(h))
+            self._need(name)
+            self._status(name, self._path_nullok(ino), int(datasync), user_fh)
         self._run(do)
 
     def fallocate(self, fh, mode, off, length):
@@ -741,11 +745,7 @@ class PathOperations(_CoreOperations):
 
     def fsyncdir(self, fh, datasync):
         dh = self._dir(fh)
-
-        def do():
-            self._need('fsyncdir')
-            self._status('fsyncdir', self._path_nullok(dh.ino), int(datasync), dh.fh)
-        self._run(do)
+        self._sync('fsyncdir', dh.ino, datasync, dh.fh)
 
     # -- misc
     def statfs(self, ctx):
