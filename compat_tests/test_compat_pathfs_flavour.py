@@ -141,3 +141,49 @@ def test_the_call_convention_follows_the_flavour():
         f = _Fuse(cls, ops)
         assert f._dispatcher()('getattr', '/')['st_nlink'] == 2
         assert seen == expected, cls
+
+
+class _Syncs(fusepy.Operations):
+    def __init__(self, implemented=True):
+        self.synced = []
+        if not implemented:
+            self.fsync = self.fsyncdir = None      # fusepy: None means "not offered"
+
+    def getattr(self, path, fh=None):
+        return {'st_mode': 0o40755 if path == '/d' else 0o100644, 'st_nlink': 1}
+
+    def opendir(self, path):
+        return 7
+
+    def fsync(self, path, datasync, fh):
+        self.synced.append(('fsync', path, datasync, fh))
+        return 0
+
+    def fsyncdir(self, path, datasync, fh):
+        self.synced.append(('fsyncdir', path, datasync, fh))
+        return 0
+
+
+@pytest.mark.parametrize('implemented', [True, False])
+def test_fsync_and_fsyncdir_call_the_filesystem_by_path(implemented):
+    """fsync and fsyncdir (one helper in the layer) hand the filesystem the
+    path, fusepy's int datasync and its own handle; ENOSYS when the
+    filesystem does not offer them."""
+    from fuseshim.compat._pathfs.handles import OpenFile
+    ops = _Syncs(implemented)
+    layer = fusepy._PathOps(_Fuse(fusepy.FUSE, ops), threaded=False)
+    f_ino = layer.lookup(fusepy.FUSE_ROOT_ID, b'f', None).st_ino
+    d_ino = layer.lookup(fusepy.FUSE_ROOT_ID, b'd', None).st_ino
+    fi = fusepy.fuse_file_info()
+    fi.fh = 5
+    fh = layer.handles.add_file(OpenFile(f_ino, 5, fi))
+    dh = layer.opendir(d_ino, None)
+    if not implemented:
+        for call in (lambda: layer.fsync(fh, True), lambda: layer.fsyncdir(dh, False)):
+            with pytest.raises(fuseshim.FUSEError) as ei:
+                call()
+            assert ei.value.errno == errno.ENOSYS
+        return
+    layer.fsync(fh, True)
+    layer.fsyncdir(dh, False)
+    assert ops.synced == [('fsync', '/f', 1, 5), ('fsyncdir', '/d', 0, 7)]
