@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 
@@ -25,23 +26,11 @@ from fuseshim.compat import fusepy
 
 from .daemons.fusepy_fs import build
 
-
-class _Front:
-    """The attributes of fusepy's FUSE that the path layer reads, without
-    mounting anything (the layer is driven directly)."""
-
-    def __init__(self, ops):
-        cls = fusepy.FUSE
-        self.operations = ops
-        self.conf = fusepy.fuse_config()
-        self.encoding, self.errors = 'utf-8', 'strict'
-        self.use_ns = True
-        self.raw_fi = False
-        self._flavour = cls._flavour
-        self._registered = cls._find_registered(self)
-        self._dispatcher = lambda: cls._dispatcher(self)
-        self._call_method = lambda name, *args: cls._call_method(self, name, *args)
-        self._dispatch = lambda name, *args: cls._dispatch(self, name, *args)
+# the flavour tests' in-process front (no mount): one description of what
+# the layer reads of FUSE
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                'compat_tests'))
+from pathfs_driver import PathLayerFront  # noqa: E402
 
 
 def main(argv=None):
@@ -56,7 +45,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as d:
         open(os.path.join(d, 'statfile'), 'w').close()
         ops = build(fusepy)(d)
-        layer = fusepy._PathOps(_Front(ops), threaded=False)
+        layer = fusepy._PathOps(PathLayerFront(fusepy.FUSE, ops), threaded=False)
         path, n = os.path.join(d, 'statfile'), a.n
 
         def lstat_only():

@@ -23,6 +23,8 @@ from fuseshim.compat import _pathfs, fusepy, mfusepy
 from fuseshim.compat._pathfs import frontend
 from fuseshim.compat._pathfs.flavour import Flavour
 
+from pathfs_driver import PathLayerFront
+
 PATHFS = Path(_pathfs.__file__).parent
 FIELDS = [f.name for f in dataclasses.fields(Flavour)]
 
@@ -70,22 +72,7 @@ def test_peer_classes_hold_only_the_bound_flavour():
     assert mfusepy.FUSE.__mro__[1:] == (frontend.FUSE, object)
 
 
-class _Fuse:
-    """The attributes of FUSE that PathOperations reads."""
-
-    def __init__(self, cls, ops):
-        self.operations = ops
-        self.conf = fusepy.fuse_config()
-        self.encoding, self.errors = 'utf-8', 'strict'
-        self.use_ns = True
-        self.raw_fi = False
-        self._flavour = cls._flavour
-        self._registered = cls._find_registered(self)
-        self._dispatcher = lambda: cls._dispatcher(self)
-        self._call_method = lambda name, *args: cls._call_method(self, name, *args)
-        self._dispatch = lambda name, *args: cls._dispatch(self, name, *args)
-        self._rename = lambda old, new, flags: cls._rename(self, old, new, flags)
-        self._status_of = cls._status_of
+_Fuse = PathLayerFront     # the attributes of FUSE that PathOperations reads
 
 
 def _flavoured(base, **changes):
