@@ -1,8 +1,10 @@
 """EntryAttributes built from stat results: from_stat (os.stat_result or any
-stat-like object) and lstat (lstat(2) straight into the attributes), against
-os.lstat, and through a real mount."""
+stat-like object), lstat (lstat(2), or fstatat(2) relative to dir_fd,
+straight into the attributes) and fstat (of an O_PATH fd), against os.lstat,
+and through a real mount."""
 from __future__ import annotations
 
+import errno
 import os
 import pathlib
 import stat
@@ -68,6 +70,46 @@ def test_lstat_rejects_embedded_nul(tree):
         EntryAttributes.lstat(os.fsencode(tree / 'file') + b'\0ignored')
 
 
+@pytest.mark.parametrize('name', ['file', 'dir', 'link'])
+def test_lstat_relative_to_dir_fd_matches_os_lstat(tree, name):
+    dir_fd = os.open(tree, os.O_PATH | os.O_DIRECTORY)
+    try:
+        a = EntryAttributes.lstat(name, dir_fd=dir_fd, entry_timeout=0, attr_timeout=2)
+        assert _as_dict(a) == _expected(os.lstat(name, dir_fd=dir_fd))
+        assert (a.entry_timeout, a.attr_timeout) == (0, 2)
+        with pytest.raises(FileNotFoundError) as info:   # as os.lstat: ENOENT, named
+            EntryAttributes.lstat('missing', dir_fd=dir_fd)
+        assert info.value.filename == 'missing'
+        with pytest.raises(FileNotFoundError):           # no AT_EMPTY_PATH: fstat() is for that
+            EntryAttributes.lstat('', dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@pytest.mark.parametrize('name', ['file', 'dir', 'link'])
+def test_fstat_of_an_o_path_fd_matches_os_lstat(tree, name):
+    fd = os.open(tree / name, os.O_PATH | os.O_NOFOLLOW)
+    try:
+        a = EntryAttributes.fstat(fd, attr_timeout=0)
+        assert _as_dict(a) == _expected(os.lstat(tree / name)) and a.attr_timeout == 0
+    finally:
+        os.close(fd)
+
+
+def test_fd_arguments_are_checked(tree):
+    with pytest.raises(ValueError, match='dir_fd must be a file descriptor'):
+        EntryAttributes.lstat('file', dir_fd=-100)       # AT_FDCWD is not an fd
+    with pytest.raises(ValueError, match='fd must be a file descriptor'):
+        EntryAttributes.fstat(-1)
+    with pytest.raises(TypeError):
+        EntryAttributes.lstat('file', dir_fd='3')
+    fd = os.open(tree, os.O_PATH)
+    os.close(fd)
+    with pytest.raises(OSError) as info:                 # closed: EBADF, no crash
+        EntryAttributes.fstat(fd)
+    assert info.value.errno == errno.EBADF
+
+
 def test_from_stat_takes_stat_result_and_stat_like_objects(tree):
     st = os.lstat(tree / 'file')
     assert _as_dict(EntryAttributes.from_stat(st)) == _expected(st)
@@ -105,11 +147,44 @@ class LstatFS(fuseshim.Operations):
         pass
 
 
-def test_lstat_through_a_mount(tree, mnt):
-    with mounted(LstatFS(tree), mnt):
+class FdLstatFS(LstatFS):
+    """The same, the way C passthrough_ll works: an O_PATH fd per inode,
+    LOOKUP relative to the parent's fd, GETATTR of the inode's fd."""
+
+    def __init__(self, root):
+        super().__init__(root)
+        self.fds = {ROOT_INODE: os.open(root, os.O_PATH | os.O_DIRECTORY)}
+
+    def lookup(self, parent_inode, name, ctx):
+        try:
+            a = EntryAttributes.lstat(name, dir_fd=self.fds[parent_inode],
+                                      entry_timeout=0, attr_timeout=0)
+            if a.st_ino not in self.fds:
+                self.fds[a.st_ino] = os.open(name, os.O_PATH | os.O_NOFOLLOW,
+                                             dir_fd=self.fds[parent_inode])
+        except OSError as e:
+            raise FUSEError(e.errno) from None
+        return a
+
+    def getattr(self, inode, ctx):
+        a = EntryAttributes.fstat(self.fds[inode], entry_timeout=0, attr_timeout=0)
+        a.st_ino = inode
+        return a
+
+    def close(self):
+        for fd in self.fds.values():
+            os.close(fd)
+
+
+@pytest.mark.parametrize('fs_class', [LstatFS, FdLstatFS])
+def test_lstat_through_a_mount(tree, mnt, fs_class):
+    fs = fs_class(tree)
+    with mounted(fs, mnt):
         for name in ('file', 'dir', 'link'):
             seen, backing = os.lstat(os.path.join(mnt, name)), os.lstat(tree / name)
             for f in ('st_ino', 'st_mode', 'st_nlink', 'st_size', 'st_mtime_ns', 'st_uid'):
                 assert getattr(seen, f) == getattr(backing, f), (name, f)
         with pytest.raises(FileNotFoundError):
             os.lstat(os.path.join(mnt, 'missing'))
+    if hasattr(fs, 'close'):
+        fs.close()

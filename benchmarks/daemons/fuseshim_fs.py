@@ -14,6 +14,12 @@ closed when forget() drops the last lookup) and declares it in the lookup
 replies (EntryAttributes.path_fd; not create's): fuseshim answers GETATTR
 with fstatat() in C, getattr() is called only for the root and for files
 created but not looked up since.
+--fd-relative makes the handlers' system calls C passthrough_ll's: an O_PATH
+fd per inode the kernel looked up (the root's from the start), LOOKUP with
+fstatat() relative to the parent's fd (EntryAttributes.lstat(name,
+dir_fd=)), GETATTR with fstatat() of the inode's fd (EntryAttributes.fstat),
+instead of lstat() of the full path.  With --fast-getattr too, that fd is
+the declared path_fd.
 """
 from __future__ import annotations
 
@@ -40,12 +46,13 @@ PLUS_VISIBLE = hasattr(fuseshim.ReaddirToken, 'plus')
 DirListing = getattr(fuseshim, 'DirListing', None)
 # lstat(2) straight into the reply's attributes (no os.stat_result)
 lstat = EntryAttributes.lstat
+fstat = getattr(EntryAttributes, 'fstat', None)
 
 
 class PassFS(fuseshim.Operations):
     enable_readdirplus = PLUS_VISIBLE or DirListing is not None
 
-    def __init__(self, source, read='fd', backing=False, fast_getattr=False):
+    def __init__(self, source, read='fd', backing=False, fast_getattr=False, fd_relative=False):
         self.read_bytes = read == 'bytes' or FdRange is None
         # where the binding has it: READs answered in C, read() not called
         self.read_fd = read == 'fd' and hasattr(FileInfo(), 'read_fd')
@@ -60,6 +67,9 @@ class PassFS(fuseshim.Operations):
         self.fast_getattr = fast_getattr
         self.path_fds = {}           # inode -> [O_PATH fd, lookups declared with it]
         self.lock = threading.Lock()
+        self.fd_relative = fd_relative
+        if fd_relative:              # the root's: never forgotten
+            self.path_fds[ROOT_INODE] = [os.open(self.root, os.O_PATH | os.O_DIRECTORY), 1]
 
     def _entry(self, path, declare=True):
         a = lstat(path, entry_timeout=0, attr_timeout=0)
@@ -97,9 +107,37 @@ class PassFS(fuseshim.Operations):
 
     def lookup(self, parent_inode, name, ctx):
         try:
+            if self.fd_relative:
+                return self._entry_at(parent_inode, name)
             return self._entry(self._path(parent_inode) + b'/' + name)
         except OSError as e:
             raise FUSEError(e.errno) from None
+
+    def _entry_at(self, parent_inode, name):
+        """--fd-relative: passthrough_ll's lookup (fstatat of the name in the
+        parent's O_PATH fd; an O_PATH fd of its own at the first lookup)."""
+        parent = self.path_fds.get(parent_inode)
+        if parent is None:      # created, never looked up: no fd yet
+            return self._entry(self._path(parent_inode) + b'/' + name)
+        a = lstat(name, dir_fd=parent[0], entry_timeout=0, attr_timeout=0)
+        ino = a.st_ino
+        if ino == self.root_ino:
+            a.st_ino = ROOT_INODE
+            return a
+        with self.lock:
+            node = self.path_fds.get(ino)
+            if node is None:
+                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW, dir_fd=parent[0])
+                if os.fstat(fd).st_ino != ino:    # replaced meanwhile
+                    os.close(fd)
+                    raise FUSEError(errno.EAGAIN)
+                node = self.path_fds[ino] = [fd, 0]
+                # open(), opendir() and create() work on paths
+                self.paths[ino] = self._path(parent_inode) + b'/' + name
+            node[1] += 1
+        if self.fast_getattr:
+            a.path_fd = node[0]
+        return a
 
     def forget(self, inode_list):
         # paths stay known (every daemon in this suite does the same); an
@@ -117,7 +155,11 @@ class PassFS(fuseshim.Operations):
 
     def getattr(self, inode, ctx):
         try:
-            a = lstat(self._path(inode), entry_timeout=0, attr_timeout=0)
+            node = self.path_fds.get(inode) if self.fd_relative else None
+            if node is not None:
+                a = fstat(node[0], entry_timeout=0, attr_timeout=0)
+            else:
+                a = lstat(self._path(inode), entry_timeout=0, attr_timeout=0)
         except OSError as e:
             raise FUSEError(e.errno) from None
         a.st_ino = inode
@@ -229,11 +271,13 @@ def main(argv=None):
                    help='FUSE passthrough: open returns backing_fd (libfuse >= 3.17)')
     p.add_argument('--fast-getattr', action='store_true',
                    help='GETATTR answered in C from O_PATH fds (EntryAttributes.path_fd)')
+    p.add_argument('--fd-relative', action='store_true',
+                   help="passthrough_ll's system calls: O_PATH fd per inode, fstatat relative to it")
     p.add_argument('--no-splice-write', action='store_true',
                    help='fd replies copy instead of splicing (enable_splice_write = False)')
     args = p.parse_args(argv)
     ops = (AsyncPassFS if args.use_async else PassFS)(args.source, args.read, args.backing,
-                                                       args.fast_getattr)
+                                                       args.fast_getattr, args.fd_relative)
     if args.no_splice_write:
         ops.enable_splice_write = False
     if args.plain_readdir:
