@@ -22,6 +22,6 @@ class PathLayerFront:
         self._registered = cls._find_registered(self)
         # bound methods, as on a FUSE instance: a lambda around each would
         # add a call per request to what benchmarks.layer_split measures
-        for name in ('_dispatcher', '_call_method', '_dispatch', '_rename'):
+        for name in ('_dispatcher', '_by_name', '_call_method', '_dispatch', '_rename'):
             setattr(self, name, types.MethodType(getattr(cls, name), self))
         self._status_of = cls._status_of

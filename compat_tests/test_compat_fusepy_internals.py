@@ -14,6 +14,7 @@ import pytest
 import fuseshim
 from fuseshim.compat import fusepy, mfusepy
 from fuseshim.compat.fusepy import FUSE_ROOT_ID, _NodeTable, _Stale
+from pathfs_driver import PathLayerFront
 
 
 @pytest.fixture(params=[True, False], ids=['threaded', 'nothreads'])
@@ -71,23 +72,11 @@ def test_find_counts_lookups(nodes):
     assert nodes.by_name.get((FUSE_ROOT_ID, b'x')) is None
 
 
-class _Fuse:
-    """The attributes of FUSE that _PathOps reads."""
-
-    def __init__(self, mod, ops, use_ns=False):
-        self.operations = ops
-        self.conf = mod.fuse_config()
-        self.encoding, self.errors = 'utf-8', 'strict'
-        self.use_ns = use_ns
-        self.raw_fi = False
-        self._registered = {'getattr'}
-        self._dispatcher = lambda: mod.FUSE._dispatcher(self)
-        self._call_method = lambda name, *args: mod.FUSE._call_method(self, name, *args)
-        self._dispatch = lambda name, *args: mod.FUSE._dispatch(self, name, *args)
-
-
 def _layer(ops, use_ns=False, mod=fusepy):
-    return fusepy._PathOps(_Fuse(mod, ops, use_ns), threaded=False)
+    front = PathLayerFront(mod.FUSE, ops)
+    front.use_ns = use_ns
+    front._registered = {'getattr'}     # whatever ops defines
+    return fusepy._PathOps(front, threaded=False)
 
 
 def _seconds_to_ns_reference(val):
@@ -172,6 +161,10 @@ def test_overridden_call_is_still_used():
     layer = _layer(Ops())
     assert layer._op('getattr', '/')['st_nlink'] == 2
     assert seen == ['getattr']
+    # ...also on the hottest requests: no call by name around __call__
+    assert layer._ops_by_name is None
+    assert layer.getattr(FUSE_ROOT_ID, None).st_nlink == 2
+    assert seen == ['getattr', 'getattr']
 
 
 def test_mfusepy_ignores_call():
@@ -179,8 +172,9 @@ def test_mfusepy_ignores_call():
         def __call__(self, op, *args):
             raise AssertionError('mfusepy does not dispatch through __call__')
 
-    f = _Fuse(mfusepy, Ops())
-    f._dispatcher = lambda: mfusepy.FUSE._dispatcher(f)
-    f._dispatch = lambda name, *args: mfusepy.FUSE._dispatch(f, name, *args)
-    layer = fusepy._PathOps(f, threaded=False)
+    ops = Ops()
+    layer = _layer(ops, mod=mfusepy)
     assert layer._op('getattr', '/')['st_nlink'] == 2
+    # LOOKUP and GETATTR call getattr by name without _op
+    assert layer._ops_by_name is ops
+    assert layer.getattr(FUSE_ROOT_ID, None).st_nlink == 2

@@ -64,7 +64,7 @@ def test_the_flavours_differ_in_every_field(field):
 
 
 def test_peer_classes_hold_only_the_bound_flavour():
-    bound = {'_flavour', '_dispatch', '_dispatcher', '_call_method'}
+    bound = {'_flavour', '_dispatch', '_dispatcher', '_call_method', '_by_name'}
     own = {n for n in vars(mfusepy.FUSE) if n not in ('__module__', '__qualname__', '__doc__',
                                                       '__dict__', '__weakref__')}
     assert own <= bound | {'__init__'}, own - bound - {'__init__'}

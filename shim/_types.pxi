@@ -225,7 +225,7 @@ _ENTRY_FIELDS = ('st_ino', 'generation', 'entry_timeout', 'attr_timeout', 'st_mo
                  'st_atime_ns', 'st_mtime_ns', 'st_ctime_ns')
 
 
-# fusepy-style stat dict keys -> which field _fill_from_stat_dict sets
+# fusepy-style stat dict keys -> which field _entry_from_stat_dict sets
 cdef dict _STAT_DICT_SLOTS = {
     'st_ino': 0, 'st_nlink': 1, 'st_mode': 2, 'st_uid': 3, 'st_gid': 4, 'st_rdev': 5,
     'st_size': 6, 'st_blksize': 7, 'st_blocks': 8, 'st_atime': 9, 'st_mtime': 10, 'st_ctime': 11}
@@ -251,13 +251,21 @@ cdef inline bint _seconds_ns_in_c(object val, int64_t *ns) noexcept:
     return False
 
 
-def _fill_from_stat_dict(EntryAttributes e not None, attrs, bint times_in_ns, seconds_to_ns):
-    """Set ``e`` from a path API's stat dict (the fusepy layer's hot path, one
-    C loop instead of a setattr per key).  Integer fields take ints or anything
-    with __index__ (floats raise TypeError, as fusepy's ctypes fields do);
-    st_atime/st_mtime/st_ctime are ns with ``times_in_ns`` (int()), else
-    seconds, converted in C (floats, ints) or by ``seconds_to_ns``; other
-    keys are ignored."""
+def _entry_from_stat_dict(attrs, bint times_in_ns, seconds_to_ns):
+    """EntryAttributes from a path API's stat dict, the way fusepy's
+    set_st_attrs fills a zeroed struct stat (the fusepy layer's hot path: one
+    C call instead of a setattr per key).  Integer fields take ints or
+    anything with __index__ (floats raise TypeError, as fusepy's ctypes
+    fields do); st_atime/st_mtime/st_ctime are ns with ``times_in_ns``
+    (int()), else seconds, converted in C (floats, ints) or by
+    ``seconds_to_ns``; other keys are ignored.  ``None`` (a getattr that
+    returned nothing) raises TypeError."""
+    if attrs is None:
+        raise TypeError('getattr returned None')
+    cdef EntryAttributes e = EntryAttributes.__new__(EntryAttributes)
+    # zeroed: __cinit__'s defaults (nlink 1, blksize 4096) are not fusepy's
+    e.e.attr.st_nlink = 0
+    e.e.attr.st_blksize = 0
     cdef object slot, val
     cdef int k
     cdef int64_t c_ns
@@ -267,14 +275,13 @@ def _fill_from_stat_dict(EntryAttributes e not None, attrs, bint times_in_ns, se
             continue
         k = slot
         if k >= 9:
+            # straight to C: no Python int in between for the usual types
             if times_in_ns:
-                ns = int(val)
-            elif _seconds_ns_in_c(val, &c_ns):
-                ns = c_ns
-            else:
-                ns = seconds_to_ns(val)
+                c_ns = val if type(val) is int else int(val)
+            elif not _seconds_ns_in_c(val, &c_ns):
+                c_ns = seconds_to_ns(val)
             _set_ts(&e.e.attr.st_atim if k == 9 else
-                    &e.e.attr.st_mtim if k == 10 else &e.e.attr.st_ctim, ns)
+                    &e.e.attr.st_mtim if k == 10 else &e.e.attr.st_ctim, c_ns)
             continue
         if type(val) is not int:
             val = operator.index(val)

@@ -284,9 +284,11 @@ class FUSE:
             names.add('readdir')
         return names
 
-    # _dispatch(name, *args): call the filesystem's operation, and
-    # _dispatcher(): the function the path layer calls per request; both are
-    # the flavour's, set by bind_flavour.
+    # _dispatch(name, *args): call the filesystem's operation,
+    # _dispatcher(): the function the path layer calls per request, and
+    # _by_name(): the operations object when that function is just
+    # getattr(operations, name)(*args) (else None: the layer's hottest
+    # requests then skip a call); all three the flavour's, set by bind_flavour.
 
     def _init_fs(self):
         ops = self.operations
@@ -503,7 +505,10 @@ def bind_flavour(cls, flavour: Flavour):
 
         def _dispatcher(self):
             return self._dispatch
-        cls._dispatch, cls._dispatcher = _dispatch, _dispatcher
+
+        def _by_name(self):
+            return self.operations
+        cls._dispatch, cls._dispatcher, cls._by_name = _dispatch, _dispatcher, _by_name
         return
 
     def _dispatch(self, name, *args):       # noqa: F811  (the other convention)
@@ -527,5 +532,9 @@ def bind_flavour(cls, flavour: Flavour):
         except AttributeError:
             return call_operator(self.operations, name, *args)   # its error (EFAULT)
         return method(*args)
+
+    def _by_name(self):                      # noqa: F811
+        return self.operations if self._dispatcher() == self._call_method else None
     cls._dispatch, cls._dispatcher, cls._call_method = _dispatch, _dispatcher, _call_method
+    cls._by_name = _by_name
 

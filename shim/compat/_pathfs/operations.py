@@ -19,7 +19,7 @@ import stat
 import threading
 
 import fuseshim as _fs
-from fuseshim._core import _fill_from_stat_dict
+from fuseshim._core import _entry_from_stat_dict
 from fuseshim.operations import Operations as _CoreOperations
 
 from .handles import HandleTable, OpenDir, OpenFile
@@ -44,20 +44,13 @@ def as_index(value):
 
 
 # Stat dict keys other than the st_* fields fusepy knows (st_dev, st_atime_ns, ...)
-# are accepted and ignored, as by fusepy (see _fill_from_stat_dict).
-
-# What fusepy's set_st_attrs starts from: a zeroed struct stat (EntryAttributes
-# defaults st_nlink to 1 and st_blksize to 4096).  copy() is one C call.
-_ZEROED_ENTRY = _fs.EntryAttributes()
-_ZEROED_ENTRY.st_nlink = 0
-_ZEROED_ENTRY.st_blksize = 0
-_ZEROED_ENTRY.st_ino = 0
+# are accepted and ignored, as by fusepy (see _entry_from_stat_dict).
 
 
 def _seconds_to_ns(val):
     """fusepy's conversion of a time in seconds (tv_sec = int(val), tv_nsec =
     int((val - tv_sec) * 1E9)), as one ns count: for the types (Decimal, ...)
-    and sizes _fill_from_stat_dict does not convert in C itself."""
+    and sizes _entry_from_stat_dict does not convert in C itself."""
     sec = int(val)
     return sec * 1000000000 + int((val - sec) * 1E9)
 
@@ -81,6 +74,9 @@ class PathOperations(_CoreOperations):
         self.errors = fuse.errors
         self.use_ns = fuse.use_ns
         self._op = fuse._dispatcher()     # _op(name, *args): what the operation returned
+        # the operations object when _op(name, ...) is getattr(it, name)(...):
+        # LOOKUP and GETATTR then call the filesystem's getattr directly
+        self._ops_by_name = fuse._by_name()
         self._registered = fuse._registered
         self.nodes = NodeTable(threaded)
         # single-threaded (nothreads): INIT is answered by fuseshim's reader
@@ -110,7 +106,8 @@ class PathOperations(_CoreOperations):
             raise self._failure(e, fn) from None
 
     def _failure(self, e, fn):
-        """The FUSEError answering an operation ``fn`` that raised ``e``."""
+        """The FUSEError answering an operation ``fn`` (a function or its name)
+        that raised ``e``."""
         if isinstance(e, Stale):
             return _fs.FUSEError(errno.ESTALE)
         name = getattr(fn, '__name__', fn)
@@ -160,10 +157,21 @@ class PathOperations(_CoreOperations):
     def _fill(self, attrs):
         """A stat dict (fusepy's getattr result) -> EntryAttributes, the way
         fusepy's set_st_attrs fills a zeroed struct stat.  This runs for every
-        LOOKUP and GETATTR, hence the loop in C (the rules: _fill_from_stat_dict)."""
-        if attrs is None:
-            raise TypeError('getattr returned None')
-        return _fill_from_stat_dict(_ZEROED_ENTRY.copy(), attrs, self.use_ns, _seconds_to_ns)
+        LOOKUP and GETATTR, hence the loop in C (the rules: _entry_from_stat_dict)."""
+        return _entry_from_stat_dict(attrs, self.use_ns, _seconds_to_ns)
+
+    def _fs_getattr(self, path, fh=None):
+        """The filesystem's getattr(path, fh) -> EntryAttributes, with a call
+        less than _op where the filesystem is called by name."""
+        ops = self._ops_by_name
+        if ops is not None:
+            try:
+                fn = ops.getattr
+            except AttributeError:
+                fn = None
+            if fn is not None:
+                return _entry_from_stat_dict(fn(path, fh), self.use_ns, _seconds_to_ns)
+        return _entry_from_stat_dict(self._op('getattr', path, fh), self.use_ns, _seconds_to_ns)
 
     def _note_owner_mode(self):
         """Whether _apply_owner_mode has anything to do: the options are set
@@ -181,15 +189,12 @@ class PathOperations(_CoreOperations):
         if conf.set_gid:
             e.st_gid = conf.gid
 
-    def _getattr(self, path, fh=None):
-        return self._fill(self._op('getattr', path, fh))
-
     def _lookup_path(self, parent, name, path, fh=None):
         """libfuse's lookup_path: getattr, then find (or make) the node."""
         conf = self.conf
         if 'getattr' not in self._registered:
             raise _fs.FUSEError(errno.ENOSYS)
-        e = self._fill(self._op('getattr', path, fh))
+        e = self._fs_getattr(path, fh)
         want = None
         if conf.use_ino and name is not None:
             ino = e.st_ino
@@ -246,12 +251,15 @@ class PathOperations(_CoreOperations):
                 nid = p.parent.id if p.parent is not None else FUSE_ROOT_ID
             nm = None
         try:
-            try:    # _run inlined: LOOKUP and GETATTR are the hottest requests
-                return self._do_lookup(nid, nm)
+            # _run and the body in line: LOOKUP and GETATTR are the hottest
+            # requests, and every call saved counts
+            try:
+                path = self.nodes.path(nid, nm).decode(self.encoding, self.errors)
+                return self._lookup_path(nid, nm, path)[0]
             except _fs.FUSEError:
                 raise
             except BaseException as e:
-                raise self._failure(e, self._do_lookup) from None
+                raise self._failure(e, 'lookup') from None
         except _fs.FUSEError as e:
             neg = self.conf.negative_timeout
             if e.errno == errno.ENOENT and neg:
@@ -261,29 +269,21 @@ class PathOperations(_CoreOperations):
                 return ea
             raise
 
-    def _do_lookup(self, parent, name):
-        path = self.nodes.path(parent, name).decode(self.encoding, self.errors)
-        return self._lookup_path(parent, name, path)[0]
-
     def forget(self, inode_list):
         for nid, n in inode_list:
             self.nodes.forget(nid, n)
 
     def getattr(self, inode, ctx):
-        try:        # _run inlined, as in lookup()
-            return self._do_getattr(inode)
+        try:        # in line, as in lookup()
+            if 'getattr' not in self._registered:
+                raise _fs.FUSEError(errno.ENOSYS)
+            e = self._fs_getattr(self.nodes.path(inode).decode(self.encoding, self.errors), None)
+            self._finish_attr(e, inode)
+            return e
         except _fs.FUSEError:
             raise
         except BaseException as e:
-            raise self._failure(e, self._do_getattr) from None
-
-    def _do_getattr(self, inode):
-        if 'getattr' not in self._registered:
-            raise _fs.FUSEError(errno.ENOSYS)
-        path = self.nodes.path(inode).decode(self.encoding, self.errors)
-        e = self._fill(self._op('getattr', path, None))
-        self._finish_attr(e, inode)
-        return e
+            raise self._failure(e, 'getattr') from None
 
     def _finish_attr(self, e, inode):
         # One dict read and one flag: no lock needed to look (a hidden node's
@@ -323,7 +323,7 @@ class PathOperations(_CoreOperations):
             self._status('utimens', path, times)
         if not self._has('getattr'):
             raise _fs.FUSEError(errno.ENOSYS)
-        e = self._getattr(path, ufh)
+        e = self._fs_getattr(path, ufh)
         self._finish_attr(e, inode)
         return e
 
@@ -398,7 +398,7 @@ class PathOperations(_CoreOperations):
                 except Stale:
                     break
             try:
-                self._getattr(candidate)
+                self._fs_getattr(candidate, None)
             except (_fs.FUSEError, OSError) as e:
                 if e.errno == errno.ENOENT:
                     newpath = candidate
