@@ -31,6 +31,9 @@ class Impl:
     probe: str | None = None           # Python code that must run (prints a version)
     binary: str | None = None          # native: key into native.binaries()
     uses_fuseshim: bool = False
+    # the workloads run (None: all of WORKLOADS); rows that only make sense
+    # for some, as the waiting-handler rows, skip the others
+    workloads: tuple | None = None
     available: bool = True
     skip_reason: str | None = None
     version: str | None = None
@@ -44,12 +47,40 @@ class Impl:
         return [PY, '-m', f'benchmarks.daemons.{self.module}', src, mnt,
                 '--fsname', fsname, *self.args]
 
+    def runs(self, workload) -> bool:
+        return self.workloads is None or workload in self.workloads
+
     def to_dict(self):
         return {'label': self.label, 'kind': self.kind, 'available': self.available,
-                'skip_reason': self.skip_reason, 'version': self.version}
+                'skip_reason': self.skip_reason, 'version': self.version,
+                'workloads': list(self.workloads) if self.workloads else None}
 
 
 _V = 'import importlib.metadata as m; print(m.version({!r}))'
+
+# workload -> the metric it yields (runner.run_once; cpu_us_per_req comes with stat)
+WORKLOADS = {'stat': 'stat_ops', 'pstat': 'pstat_ops', 'listdir': 'listdir_ops',
+             'create': 'create_ops', 'read': 'read_mbps'}
+
+# Waiting handlers: the pyfuse3 daemon's lookup and getattr first await
+# trio.sleep(WAIT_MS / 1000), a backing store's latency (S3QL, borg: network,
+# disk), so that several trio tasks have something to overlap.  1 ms: trio's
+# sleeps are epoll timeouts in whole milliseconds (Python rounds them up), so
+# a shorter wait is a 1 ms wait anyway.  1 ms (about 1.2 ms as slept on the
+# 2-vCPU VM) is several times the daemon's CPU per waiting request (0.1-0.2
+# ms with trio's timer and the wake-up from idle), so the workload is bound
+# by the waits, not by the CPU, even with 4 clients on one pinned CPU; and a
+# stat (LOOKUP + GETATTR) at ~2.5 ms keeps each row short: the timed loops
+# need 200 stats per client, ~2 s for 4 clients served by one task.  Longer
+# waits would only make the runs longer.  Only stat and the 4-client stat
+# are run: reads, creates and listings do not wait.
+WAIT_MS = 1
+_WAIT_ARGS = ['--handler-wait-ms', str(WAIT_MS)]
+_WAIT_WORKLOADS = ('stat', 'pstat')
+
+_FSTAT_PROBE = ('import fuseshim\nassert hasattr(fuseshim.EntryAttributes, "fstat"), '
+                '"this fuseshim has no EntryAttributes.fstat / lstat(dir_fd=)"\n'
+                'print(fuseshim.__version__)')
 
 REGISTRY = [
     Impl('backing', 'no FUSE (tmpfs backing dir)', 'baseline'),
@@ -78,6 +109,15 @@ REGISTRY = [
          'fuseshim', 'fuseshim_fs', ['--workers', '1', '--fast-getattr'], uses_fuseshim=True,
          probe=('import fuseshim\nassert hasattr(fuseshim.EntryAttributes(), "path_fd"), '
                 '"this fuseshim has no EntryAttributes.path_fd"\nprint(fuseshim.__version__)')),
+    # passthrough_ll's own system calls from Python handlers: an O_PATH fd per
+    # inode, LOOKUP by fstatat() in the parent's fd, GETATTR by fstatat() of
+    # the inode's (no full-path walks); then the same with GETATTR in C
+    Impl('fuseshim-fd-relative', 'fuseshim sync, 1 worker, fd-relative handlers (O_PATH fds, '
+         'fstatat)', 'fuseshim', 'fuseshim_fs', ['--workers', '1', '--fd-relative'],
+         uses_fuseshim=True, probe=_FSTAT_PROBE),
+    Impl('fuseshim-fast-getattr-fd', 'fuseshim sync, 1 worker, GETATTR in C, LOOKUP fd-relative',
+         'fuseshim', 'fuseshim_fs', ['--workers', '1', '--fast-getattr', '--fd-relative'],
+         uses_fuseshim=True, probe=_FSTAT_PROBE),
     Impl('fuseshim-async', 'fuseshim async, 1 worker', 'fuseshim', 'fuseshim_fs',
          ['--async'], uses_fuseshim=True,
          probe='import fuseshim; print(fuseshim.__version__)'),
@@ -127,9 +167,34 @@ REGISTRY = [
                 '"mfusepy loaded libfuse %s" % mfusepy.fuse_version_major\n' + _V.format('mfusepy'))),
     Impl('fusepy', 'fusepy (libfuse2, -s)', 'peer', 'fusepy_fs', ['--impl', 'fusepy'],
          probe='import fuse; ' + _V.format('fusepy')),
+    # waiting handlers (WAIT_MS above): does pyfuse3's max_tasks=99 serve
+    # concurrent clients' requests while handlers wait, the layer as the real one
+    Impl('fuseshim-compat-pyfuse3-wait', f'fuseshim.compat.pyfuse3 (trio, max_tasks=1), '
+         f'handlers wait {WAIT_MS} ms', 'compat', 'pyfuse3_fs',
+         ['--impl', 'compat', '--max-tasks', '1', *_WAIT_ARGS], uses_fuseshim=True,
+         workloads=_WAIT_WORKLOADS, probe='import fuseshim; print(fuseshim.__version__)'),
+    Impl('fuseshim-compat-pyfuse3-wait-default', f'fuseshim.compat.pyfuse3 (trio, main() '
+         f'defaults: max_tasks=99), handlers wait {WAIT_MS} ms', 'compat', 'pyfuse3_fs',
+         ['--impl', 'compat', '--max-tasks', '99', *_WAIT_ARGS], uses_fuseshim=True,
+         workloads=_WAIT_WORKLOADS, probe='import fuseshim; print(fuseshim.__version__)'),
+    # A/A control of the waiting rows: the 1-task row once more, one client
+    # only (the allowance of "99 tasks not slower than 1 with one client")
+    Impl('fuseshim-compat-pyfuse3-wait-aa', f'fuseshim.compat.pyfuse3 (trio, max_tasks=1), '
+         f'handlers wait {WAIT_MS} ms, again (A/A control)', 'compat', 'pyfuse3_fs',
+         ['--impl', 'compat', '--max-tasks', '1', *_WAIT_ARGS], uses_fuseshim=True,
+         workloads=('stat',), probe='import fuseshim; print(fuseshim.__version__)'),
+    Impl('pyfuse3-wait', f'pyfuse3 (trio, max_tasks=1), handlers wait {WAIT_MS} ms', 'peer',
+         'pyfuse3_fs', ['--impl', 'pyfuse3', '--max-tasks', '1', *_WAIT_ARGS],
+         workloads=_WAIT_WORKLOADS, probe='import pyfuse3, trio; ' + _V.format('pyfuse3')),
+    Impl('pyfuse3-wait-default', f'pyfuse3 (trio, main() defaults: max_tasks=99), handlers '
+         f'wait {WAIT_MS} ms', 'peer', 'pyfuse3_fs',
+         ['--impl', 'pyfuse3', '--max-tasks', '99', *_WAIT_ARGS],
+         workloads=_WAIT_WORKLOADS, probe='import pyfuse3, trio; ' + _V.format('pyfuse3')),
 ]
 
+assert all(set(i.workloads or ()) <= set(WORKLOADS) for i in REGISTRY)
 FUSESHIM_NAMES = [i.name for i in REGISTRY if i.kind == 'fuseshim']
+WAITING = tuple(i.name for i in REGISTRY if '--handler-wait-ms' in i.args)
 REFERENCE = 'c-passthrough_ll'
 
 

@@ -201,21 +201,27 @@ class Runner:
             root = self.backing.mnt
         watchdog = Watchdog(cfg.run_timeout, daemon.pid) if daemon else None
         try:
-            s = measure.bench_stat(f'{root}/statfile', cfg.duration, cfg.min_ops['stat'],
-                                   daemon.pid if daemon else None)
-            res['stat_ops'] = s['stat_ops']
-            res['client_cpu_us_per_stat'] = s['client_cpu_s'] / s['stat_count'] * 1e6
-            if daemon:
-                nreq = s['stat_count'] * self.req_per_stat.get(impl.name, 2.0)
-                res['cpu_us_per_req'] = s['daemon_cpu_s'] / nreq * 1e6
-                res['cpu_us_per_req_sched'] = s['daemon_sched_s'] / nreq * 1e6
-            res.update(measure.bench_parallel_stat(f'{root}/statfile', cfg.nclients,
-                                                   cfg.duration, cfg.min_ops['stat']))
-            res.update(measure.bench_listdir(f'{root}/dir', cfg.dir_entries, cfg.duration,
-                                             cfg.min_ops['listdir']))
-            res.update(measure.bench_create(f'{root}/create/{tag}', f'{base}/create/{tag}',
-                                            cfg.duration, cfg.min_ops['create'], cfg.max_create))
-            res.update(measure.bench_read(f'{root}/big', cfg.read_size))
+            if impl.runs('stat'):
+                s = measure.bench_stat(f'{root}/statfile', cfg.duration, cfg.min_ops['stat'],
+                                       daemon.pid if daemon else None)
+                res['stat_ops'] = s['stat_ops']
+                res['client_cpu_us_per_stat'] = s['client_cpu_s'] / s['stat_count'] * 1e6
+                if daemon:
+                    nreq = s['stat_count'] * self.req_per_stat.get(impl.name, 2.0)
+                    res['cpu_us_per_req'] = s['daemon_cpu_s'] / nreq * 1e6
+                    res['cpu_us_per_req_sched'] = s['daemon_sched_s'] / nreq * 1e6
+            if impl.runs('pstat'):
+                res.update(measure.bench_parallel_stat(f'{root}/statfile', cfg.nclients,
+                                                       cfg.duration, cfg.min_ops['stat']))
+            if impl.runs('listdir'):
+                res.update(measure.bench_listdir(f'{root}/dir', cfg.dir_entries, cfg.duration,
+                                                 cfg.min_ops['listdir']))
+            if impl.runs('create'):
+                res.update(measure.bench_create(f'{root}/create/{tag}', f'{base}/create/{tag}',
+                                                cfg.duration, cfg.min_ops['create'],
+                                                cfg.max_create))
+            if impl.runs('read'):
+                res.update(measure.bench_read(f'{root}/big', cfg.read_size))
         finally:
             if watchdog and watchdog.cancel():
                 self.errors.append(f'{impl.name}: killed after {cfg.run_timeout} s (hung?)')
@@ -284,18 +290,25 @@ class Runner:
                 self.start(impl, 'pinned')
                 mnt = self.backing.mnt
                 n = cfg.count_n
-                counts['stat'] = measure.count_requests(sys.executable, 'stat', f'{mnt}/statfile',
-                                                        n['stat']) / n['stat']
-                counts['listdir'] = measure.count_requests(sys.executable, 'listdir',
-                                                           f'{mnt}/dir', n['listdir']) / n['listdir']
-                os.mkdir(f'{self.backing.root}/create/count')
-                try:
-                    counts['create'] = measure.count_requests(
-                        sys.executable, 'create', f'{mnt}/create/count', n['create']) / n['create']
-                finally:
-                    shutil.rmtree(f'{self.backing.root}/create/count', ignore_errors=True)
-                counts['read_per_mib'] = measure.count_requests(
-                    sys.executable, 'read', f'{mnt}/mid', 1) / (cfg.count_read_size / (1 << 20))
+                # only the workloads the row runs (the stat's count also sets
+                # its CPU per request)
+                if impl.runs('stat'):
+                    counts['stat'] = measure.count_requests(
+                        sys.executable, 'stat', f'{mnt}/statfile', n['stat']) / n['stat']
+                if impl.runs('listdir'):
+                    counts['listdir'] = measure.count_requests(
+                        sys.executable, 'listdir', f'{mnt}/dir', n['listdir']) / n['listdir']
+                if impl.runs('create'):
+                    os.mkdir(f'{self.backing.root}/create/count')
+                    try:
+                        counts['create'] = measure.count_requests(
+                            sys.executable, 'create', f'{mnt}/create/count',
+                            n['create']) / n['create']
+                    finally:
+                        shutil.rmtree(f'{self.backing.root}/create/count', ignore_errors=True)
+                if impl.runs('read'):
+                    counts['read_per_mib'] = measure.count_requests(
+                        sys.executable, 'read', f'{mnt}/mid', 1) / (cfg.count_read_size / (1 << 20))
             except Exception as e:
                 self.errors.append(f'{impl.name}: request count: {e}')
                 log(f'  {impl.name}: request count failed: {e}')

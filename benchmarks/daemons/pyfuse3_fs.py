@@ -2,6 +2,10 @@
 running the very same code (only the import differs).
 
     python -m benchmarks.daemons.pyfuse3_fs SRC MNT --impl {pyfuse3,compat}
+
+``--handler-wait-ms X`` makes lookup and getattr wait X ms (``trio.sleep``)
+before answering: a simulated backing-store wait, as S3QL's or borg's
+handlers wait on a network or a disk.  The default 0 never suspends.
 """
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ import sys
 from ._common import OPEN_FLAG_MASK, fill_attr, parser
 
 
-def build(pyfuse3):
+def build(pyfuse3, wait_s=0.0):
+    """The filesystem class on ``pyfuse3`` (the real one or the layer);
+    ``wait_s`` > 0: lookup and getattr first ``await trio.sleep(wait_s)``."""
     EntryAttributes, FileInfo, FUSEError = (pyfuse3.EntryAttributes, pyfuse3.FileInfo,
                                             pyfuse3.FUSEError)
     ROOT_INODE = pyfuse3.ROOT_INODE
@@ -116,20 +122,37 @@ def build(pyfuse3):
                 setattr(r, f, getattr(s, f))
             return r
 
-    return PassFS
+    if not wait_s:
+        return PassFS
+    import trio
+    sleep = trio.sleep
+
+    class WaitingFS(PassFS):
+        # a subclass, so that the default daemon runs unchanged code
+        async def lookup(self, parent_inode, name, ctx=None):
+            await sleep(wait_s)
+            return await PassFS.lookup(self, parent_inode, name, ctx)
+
+        async def getattr(self, inode, ctx=None):
+            await sleep(wait_s)
+            return await PassFS.getattr(self, inode, ctx)
+
+    return WaitingFS
 
 
 def main(argv=None):
     p = parser(__doc__)
     p.add_argument('--impl', choices=('pyfuse3', 'compat'), default='pyfuse3')
     p.add_argument('--max-tasks', type=int, default=1)
+    p.add_argument('--handler-wait-ms', type=float, default=0.0,
+                   help='lookup and getattr await trio.sleep() this long first (default 0)')
     args = p.parse_args(argv)
     if args.impl == 'compat':
         from fuseshim.compat import pyfuse3
     else:
         import pyfuse3
     import trio
-    ops = build(pyfuse3)(args.source)
+    ops = build(pyfuse3, args.handler_wait_ms / 1000)(args.source)
     opts = set(pyfuse3.default_options)
     opts.discard('default_permissions')
     opts.add(f'fsname={args.fsname}')
