@@ -191,6 +191,45 @@ class _DriverTests:
         assert order == ['1 waits', '2 runs', '1 done']
         assert [r.answer[0] for r in session.taken] == ['ok', 'ok']
 
+    def test_a_worker_back_from_a_suspended_handler_takes_queued_requests(self):
+        """One client's next request is queued when its reply is written:
+        the worker that wrote it takes it at once, beside the reader waiting
+        on the fd (that wakeup, a handover and a read finding nothing made
+        max_tasks=99 cost twice the syscalls of max_tasks=1).  Here the fd
+        never becomes readable: only that worker can take request 2."""
+        tasks = []
+
+        async def first():
+            tasks.append(self.current_task())
+            await released.wait()
+            return fuseshim.EntryAttributes()
+
+        async def second():
+            tasks.append(self.current_task())
+            return fuseshim.EntryAttributes()
+        session = FakeSession([FakeRequest(handler=first)])
+
+        async def body(make):
+            nonlocal released
+            released = self.Event()
+            driver = make(session, max_tasks=4)
+            for _ in range(20):
+                await self.checkpoint()   # request 1 waits, worker 2 waits on the fd
+            assert len(tasks) == 1 and driver._workers == 2
+            session.script.append(FakeRequest(handler=second))
+            released.set()
+            for _ in range(200):
+                if len(tasks) == 2:
+                    break
+                await self.checkpoint()
+            workers = driver._workers
+            driver.stop()
+            return workers
+        released = None
+        assert self.run(body) == 2
+        assert len(tasks) == 2 and tasks[0] is tasks[1]
+        assert [r.answer[0] for r in session.taken] == ['ok', 'ok']
+
 
 class TestTrioBackend(_DriverTests):
     @staticmethod
