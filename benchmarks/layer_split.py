@@ -45,7 +45,9 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as d:
         open(os.path.join(d, 'statfile'), 'w').close()
         ops = build(fusepy)(d)
-        layer = fusepy._PathOps(PathLayerFront(fusepy.FUSE, ops), threaded=False)
+        front = PathLayerFront(fusepy.FUSE, ops)
+        front.use_ns = False      # as the daemon's FUSE() (its times are float seconds)
+        layer = fusepy._PathOps(front, threaded=False)
         path, n = os.path.join(d, 'statfile'), a.n
 
         def lstat_only():

@@ -24,7 +24,8 @@ import yaml  # noqa: E402
 from fuseshim.matrix import model, report, schema  # noqa: E402
 from fuseshim.matrix.__main__ import main as matrix_main  # noqa: E402
 from fuseshim.matrix.apt import system_mirror  # noqa: E402
-from fuseshim.matrix.build import check_wheel_files  # noqa: E402
+from fuseshim.matrix.build import build_ident, check_wheel_files  # noqa: E402
+from fuseshim.matrix.libfuse import LibfusePrefix  # noqa: E402
 from fuseshim.matrix.runner import _abs_args, _tests_result, pytest_summary  # noqa: E402
 from fuseshim.matrix.vm import build_initramfs, module_depends  # noqa: E402
 from matrix_samples import MINIMAL  # noqa: E402
@@ -901,3 +902,16 @@ def test_the_host_chain_starts_first_beside_the_vms(tmp_path):
                                  report_dir=str(tmp_path), cache=str(tmp_path)))
     jobs = runner.cell_jobs(native, versions, groups)
     assert [fn for fn, _ in jobs].count(runner._run_native) == len(native)
+
+
+def test_a_build_tree_is_for_one_interpreter_path(monkeypatch, tmp_path):
+    """Two venvs of one Python version must not share a configured build
+    tree: meson recorded the first one's path (ninja then fails once that
+    venv is gone: "'/…/bin/python', needed by 'shim/_optable.pxi', missing")."""
+    lf = LibfusePrefix('3.18.3', str(tmp_path / 'prefix'), '', '', '')
+    monkeypatch.setattr(sys, 'executable', '/venv-a/bin/python')
+    a = build_ident('/src', lf)
+    monkeypatch.setattr(sys, 'executable', '/venv-b/bin/python')
+    assert build_ident('/src', lf) != a
+    assert build_ident('/src', lf) == build_ident('/src', lf)
+    assert build_ident('/other-src', lf) != build_ident('/src', lf)

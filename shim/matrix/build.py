@@ -134,6 +134,17 @@ def verify_so(so: str, lf: LibfusePrefix, log: Log) -> dict:
             'problems': problems}
 
 
+def build_ident(src: str, lf: LibfusePrefix) -> str:
+    """What a configured build tree is for: the source tree, the libfuse
+    build, and the interpreter -- its path too, not only its version: meson
+    records the path (native.ini) and ninja runs it, so a tree configured by
+    a venv since removed fails to build, and one of another venv builds for
+    the wrong site."""
+    lf_stamp = lf.stamp
+    lf_mtime = os.path.getmtime(lf_stamp) if lf_stamp and os.path.exists(lf_stamp) else 0
+    return f'{src}\n{lf.prefix}\n{lf_mtime}\n{sys.version}\n{sys.executable}'
+
+
 def build_fuseshim(src: str, lf: LibfusePrefix, cache: str, log: Log, rebuild=False,
                    timeout=1200) -> dict:
     """meson build of the source tree against ``lf`` into
@@ -146,13 +157,12 @@ def build_fuseshim(src: str, lf: LibfusePrefix, cache: str, log: Log, rebuild=Fa
     env = lf.env(build_tools_env())
     env.pop('LD_LIBRARY_PATH', None)
     stamp_src = os.path.join(bdir, 'fuseshim-matrix-source')
-    lf_stamp = lf.stamp
-    lf_mtime = os.path.getmtime(lf_stamp) if lf_stamp and os.path.exists(lf_stamp) else 0
-    ident = f'{src}\n{lf.prefix}\n{lf_mtime}\n{sys.version}'
+    ident = build_ident(src, lf)
     if os.path.exists(stamp_src):
         with open(stamp_src) as f:
-            if f.read() != ident:  # another source tree or a rebuilt libfuse: start over
-                log.write(f'{bdir}: configured for another source tree or libfuse; starting over')
+            if f.read() != ident:  # see build_ident: start over
+                log.write(f'{bdir}: configured for another source tree, libfuse or '
+                          'interpreter; starting over')
                 shutil.rmtree(root, ignore_errors=True)
     if not os.path.exists(os.path.join(bdir, 'build.ninja')):
         shutil.rmtree(bdir, ignore_errors=True)
