@@ -259,7 +259,8 @@ class PathOperations(_CoreOperations):
             except _fs.FUSEError:
                 raise
             except BaseException as e:
-                raise self._failure(e, 'lookup') from None
+                # the filesystem's getattr raised: the peers log that name
+                raise self._failure(e, 'getattr') from None
         except _fs.FUSEError as e:
             neg = self.conf.negative_timeout
             if e.errno == errno.ENOENT and neg:
