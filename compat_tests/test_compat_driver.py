@@ -68,6 +68,13 @@ class FakeSession:
         os.close(self._w)
 
 
+def _stop(driver):
+    """Stop ``driver``; -> how many workers it had running."""
+    workers = driver._workers
+    driver.stop()
+    return workers
+
+
 class _DriverTests:
     """Run by each backend's subclass: ``run(fn)`` runs ``await fn(make)``
     on that event loop, where ``make(session, **kw)`` starts a Driver."""
@@ -153,9 +160,7 @@ class _DriverTests:
             driver = make(session, max_tasks=max_tasks)
             while len(tasks) < 300:
                 await self.checkpoint()
-            workers = driver._workers
-            driver.stop()
-            return workers
+            return _stop(driver)
         assert self.run(body) == 1            # nobody else was started
         assert len(set(tasks)) == 1
         assert all(r.answer[0] == 'ok' for r in session.taken)
@@ -183,9 +188,7 @@ class _DriverTests:
             driver = make(session, max_tasks=4)
             while len(order) < 3:
                 await self.checkpoint()
-            workers = driver._workers
-            driver.stop()
-            return workers
+            return _stop(driver)
         released = None
         assert self.run(body) == 2
         assert order == ['1 waits', '2 runs', '1 done']
@@ -222,9 +225,7 @@ class _DriverTests:
                 if len(tasks) == 2:
                     break
                 await self.checkpoint()
-            workers = driver._workers
-            driver.stop()
-            return workers
+            return _stop(driver)
         released = None
         assert self.run(body) == 2
         assert len(tasks) == 2 and tasks[0] is tasks[1]

@@ -83,21 +83,29 @@ class PassFS(fuseshim.Operations):
         return a
 
     def _declare_path_fd(self, a, ino, path):
-        """Count one lookup of ``ino`` and declare its O_PATH fd (opened at
-        the first one) in the reply."""
+        """Count one lookup of ``ino`` and declare its O_PATH fd in the reply."""
+        node = self._counted_fd(ino, path)
+        if node is not None:
+            a.path_fd = node[0]
+
+    def _counted_fd(self, ino, path, dir_fd=None):
+        """Count one lookup of ``ino``; -> its [O_PATH fd, lookups] (the fd
+        opened at the first one, ``path`` relative to ``dir_fd`` if given),
+        or None when the name is gone or replaced meanwhile (getattr() then
+        answers by path)."""
         with self.lock:
             node = self.path_fds.get(ino)
             if node is None:
                 try:
-                    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW)
+                    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW, dir_fd=dir_fd)
                 except OSError:
-                    return                        # gone meanwhile: getattr() answers
-                if os.fstat(fd).st_ino != ino:    # replaced meanwhile
+                    return None
+                if os.fstat(fd).st_ino != ino:
                     os.close(fd)
-                    return
+                    return None
                 node = self.path_fds[ino] = [fd, 0]
             node[1] += 1
-        a.path_fd = node[0]
+        return node
 
     def _path(self, inode):
         try:
@@ -124,18 +132,10 @@ class PassFS(fuseshim.Operations):
         if ino == self.root_ino:
             a.st_ino = ROOT_INODE
             return a
-        with self.lock:
-            node = self.path_fds.get(ino)
-            if node is None:
-                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW, dir_fd=parent[0])
-                if os.fstat(fd).st_ino != ino:    # replaced meanwhile
-                    os.close(fd)
-                    raise FUSEError(errno.EAGAIN)
-                node = self.path_fds[ino] = [fd, 0]
-                # open(), opendir() and create() work on paths
-                self.paths[ino] = self._path(parent_inode) + b'/' + name
-            node[1] += 1
-        if self.fast_getattr:
+        if ino not in self.paths:   # open(), opendir() and create() work on paths
+            self.paths[ino] = self._path(parent_inode) + b'/' + name
+        node = self._counted_fd(ino, name, parent[0])
+        if node is not None and self.fast_getattr:
             a.path_fd = node[0]
         return a
 
