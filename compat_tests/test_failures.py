@@ -243,3 +243,34 @@ def test_handler_systemexit_raised_by_close_when_nobody_waited(mnt):
         m.close()
     m.close()                                 # closed, and raised only once
     assert not mounted_at(mnt)
+
+
+CLOSE_FROM_SIGNAL_HANDLER = textwrap.dedent("""
+    import os, signal, sys
+    import fuseshim
+    from fuseshim.examples.hello import HelloFS
+
+    class Fs(HelloFS):
+        def destroy(self):
+            # runs on the closing thread, inside close(): the handler below
+            # runs there too, at the next bytecode
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    m = fuseshim.mount(Fs(), sys.argv[1])
+    calls = []
+    signal.signal(signal.SIGUSR1, lambda *_: calls.append(m.close()))
+    m.close()
+    print('closed', m.closed, 'nested calls', len(calls))
+""")
+
+
+def test_close_from_a_signal_handler_inside_close_returns(mnt):
+    """A SIGTERM handler calling close() is the usual daemon pattern; when
+    the signal arrives while the main thread is already in close(), the
+    nested call must return, not wait on the lock its own thread holds (it
+    did: the benchmark daemon hung after an unmount now and then)."""
+    p = subprocess.run([sys.executable, '-c', CLOSE_FROM_SIGNAL_HANDLER, mnt],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ['closed', 'True', 'nested', 'calls', '1']
+    assert not mounted_at(mnt)

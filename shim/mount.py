@@ -91,7 +91,12 @@ class Mount:
         self._mount_loop = MountLoop(loop)
         self._session: Session | None = None
         self._serving = None          # the serving mode (fuseshim.serving), from _start()
-        self._close_lock = threading.Lock()
+        # re-entrant, with _closing: close() from a signal handler that
+        # interrupted this thread's own close() (the usual SIGTERM handler
+        # calling close() while the main thread is already closing) returns
+        # at once instead of waiting on itself
+        self._close_lock = threading.RLock()
+        self._closing = False
         self._fatal_raised = False
 
     # ------------------------------------------------------------ public
@@ -159,9 +164,13 @@ class Mount:
     def close(self) -> None:
         """Unmount (lazily, as libfuse does), stop the workers, run destroy."""
         with self._close_lock:
-            if self.closed:
+            if self._closing or self.closed:   # _closing: nested on this thread
                 return
-            teardown(self, self.close_timeout)
+            self._closing = True
+            try:
+                teardown(self, self.close_timeout)
+            finally:
+                self._closing = False
         self._raise_fatal()
 
     unmount = close
